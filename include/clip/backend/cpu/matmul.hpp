@@ -1,0 +1,120 @@
+// clip/backend/cpu/matmul.hpp: the fused matrix product on oneDNN.
+//
+// One oneDNN matmul primitive per spec computes y = act(scale·(a·b) + bias) + residual:
+// scale is the output scale, bias the primitive's bias (divided by scale, since oneDNN scales it too), act an eltwise post-op (QuickGELU is
+// swish with alpha 1.702, GELU is gelu_erf) and the residual a binary-add post-op, or a sum
+// post-op when the residual is the output itself (x += f(x)). Transposed operands are passed as
+// strides, never copied. Constant right-hand operands given as packed_weights are reordered
+// once into the layout oneDNN prefers.
+#pragma once
+
+#include "clip/backend/cpu/onednn.hpp"
+#include "clip/backend/cpu/packed.hpp"
+#include "clip/expr/node.hpp"
+#include "clip/ops/matmul_spec.hpp"
+
+namespace clip::detail::onednn {
+
+inline plan_cache<dnnl::matmul, dnnl::matmul::primitive_desc>& matmul_plans() {
+    static plan_cache<dnnl::matmul, dnnl::matmul::primitive_desc> cache;
+    return cache;
+}
+
+/// oneDNN's matmul needs a unit stride in one of the two matrix axes.
+inline tensor gemm_ready(const tensor& t) {
+    const std::int64_t rows = t.stride(-2), cols = t.stride(-1);
+    if (cols == 1 || rows == 1 || t.size(-1) == 1 || t.size(-2) == 1) return t;
+    return t.contiguous();
+}
+
+/// `t` viewed with rank `rank` by prepending extent-1 axes.
+inline tensor with_rank(tensor t, int rank) {
+    while (t.ndim() < rank) t = t.unsqueeze(0);
+    return t;
+}
+
+inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, const matmul_options& o,
+                   const packed_weights* packed = nullptr) {
+    const matmul_shape s = check_matmul(a_in, b_in, o, "matmul");
+    const shape out_shape = s.out();
+    if (out.numel() == 0) return;
+    const int rank = out_shape.size();
+    const tensor a = with_rank(gemm_ready(a_in), rank);
+    const tensor b = with_rank(packed ? b_in : gemm_ready(b_in), rank);
+    const bool in_place_residual = o.residual.defined() && o.residual.storage() == out.storage() &&
+                                   o.residual.offset() == out.offset() && o.residual.shape() == out.shape() &&
+                                   o.residual.strides() == out.strides();
+    tensor residual;
+    if (o.residual.defined() && !in_place_residual) residual = o.residual.expand(out_shape).to(dtype::f32).contiguous();
+    if (s.k > 0 && packed) check(b.is_contiguous() || b.t().is_contiguous(), "matmul: packed weights must be plain");
+
+    const dnnl::memory::desc a_md = describe(a.shape(), a.strides(), dtype::f32);
+    const dnnl::memory::desc b_md = describe(b.shape(), b.strides(), dtype::f32);
+    const dnnl::memory::desc out_md = describe(out_shape, out.strides(), dtype::f32);
+    shape bias_shape;
+    for (int i = 0; i < rank - 1; ++i) bias_shape.push_back(1);
+    bias_shape.push_back(s.n);
+    const dnnl::memory::desc bias_md =
+        o.bias.defined() ? describe(bias_shape, contiguous_strides(bias_shape), dtype::f32) : dnnl::memory::desc();
+    const dnnl::memory::desc residual_md =
+        residual.defined() ? describe(out_shape, residual.strides(), dtype::f32) : dnnl::memory::desc();
+
+    std::string key = "mm";
+    append_key(key, a.shape());
+    append_key(key, a.strides());
+    append_key(key, b.shape());
+    append_key(key, b.strides());
+    append_key(key, out.strides());
+    append_key(key, o.bias.defined(), o.act, o.scale, residual.defined(), in_place_residual, packed != nullptr);
+
+    const auto& plan = matmul_plans().get(key, [&] {
+        return guarded("matmul: creating the primitive", [&] {
+            dnnl::primitive_attr attr;
+            if (o.scale != 1.0f) attr.set_output_scales(0, {o.scale});
+            dnnl::post_ops ops;
+            if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+            if (o.act == activation::gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+            if (o.act == activation::quick_gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+            if (in_place_residual) ops.append_sum(1.0f);
+            if (residual.defined()) ops.append_binary(dnnl::algorithm::binary_add, residual_md);
+            attr.set_post_ops(ops);
+            const dnnl::memory::desc weights_md =
+                packed ? dnnl::memory::desc(b_md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any)
+                       : b_md;
+            return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, weights_md, bias_md, out_md), attr, engine());
+        });
+    });
+
+    guarded("matmul: running the primitive", [&] {
+        dnnl::memory weights = wrap(b_md, b);
+        if (packed && plan.pd.weights_desc() != b_md) {
+            const dnnl::memory::desc want = plan.pd.weights_desc();
+            std::string layout_key;
+            append_key(layout_key, b.shape());
+            layout_key.append(reinterpret_cast<const char*>(&want.data), sizeof(want.data));
+            std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
+                std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
+                dnnl::memory dst(want, engine(), memory.get());
+                dnnl::reorder(weights, dst).execute(stream(), weights, dst);
+                stream().wait();
+                return memory;
+            });
+            weights = dnnl::memory(want, engine(), bytes.get());
+        }
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, wrap(a_md, a)},
+                                                   {DNNL_ARG_WEIGHTS, weights},
+                                                   {DNNL_ARG_DST, wrap(out_md, out)}};
+        // oneDNN scales the bias with the product; the spec adds it after scaling.
+        const tensor bias = !o.bias.defined() ? tensor{}
+                            : o.scale == 1.0f ? o.bias.contiguous()
+                                              : eval(o.bias * (1.0f / o.scale));
+        if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(bias_md, bias));
+        if (residual.defined()) // the binary add comes after the activation, if there is one
+            args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(o.act == activation::none ? 0 : 1) | DNNL_ARG_SRC_1,
+                         wrap(residual_md, residual));
+        plan.primitive.execute(stream(), args);
+        stream().wait();
+    });
+}
+
+} // namespace clip::detail::onednn

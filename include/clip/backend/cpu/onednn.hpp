@@ -1,0 +1,115 @@
+// clip/backend/cpu/onednn.hpp: the oneDNN engine, memory descriptors and the plan cache.
+//
+// Creating a oneDNN primitive costs far more than running a small one, so every primitive is
+// built once per distinct spec (shapes, strides, dtypes, post-ops) and kept in a cache; a
+// steady-state loop creates none (`plan_creations()` counts them for the tests). oneDNN errors
+// become clip::backend_error naming the failing step.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "clip/core/parallel.hpp"
+#include "clip/core/tensor.hpp"
+
+namespace clip::detail::onednn {
+
+inline dnnl::engine& engine() {
+    static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+    return e;
+}
+
+/// A stream per thread: oneDNN streams are not meant to be shared between threads.
+inline dnnl::stream& stream() {
+    thread_local dnnl::stream s(engine());
+    return s;
+}
+
+inline std::atomic<std::int64_t>& plan_counter() noexcept {
+    static std::atomic<std::int64_t> n{0};
+    return n;
+}
+
+/// Number of oneDNN primitives created so far by clip.
+inline std::int64_t plan_creations() noexcept { return plan_counter().load(); }
+
+inline dnnl::memory::data_type to_dnnl(dtype t) {
+    switch (t) {
+    case dtype::f32: return dnnl::memory::data_type::f32;
+    case dtype::f16: return dnnl::memory::data_type::f16;
+    case dtype::bf16: return dnnl::memory::data_type::bf16;
+    case dtype::i32: return dnnl::memory::data_type::s32;
+    case dtype::u8: return dnnl::memory::data_type::u8;
+    case dtype::i64: break;
+    }
+    throw dtype_error(message("oneDNN has no ", t, " type"));
+}
+
+/// Descriptor of `t` seen with shape `s` (same rank; extent-1 axes may differ from t's, which is
+/// how oneDNN expresses broadcasting).
+inline dnnl::memory::desc describe(const shape& s, const strides& st, dtype t) {
+    dnnl::memory::dims dims(s.begin(), s.end()), steps(st.begin(), st.end());
+    // oneDNN checks that strides do not make axes overlap, which a size-1 axis never does in
+    // practice; give such axes the stride a contiguous layout would have.
+    const strides dense = contiguous_strides(s);
+    for (int i = 0; i < s.size(); ++i)
+        if (s[i] == 1) steps[static_cast<std::size_t>(i)] = dense[i];
+    return dnnl::memory::desc(dims, to_dnnl(t), steps);
+}
+
+/// Appends the bytes of `values` to a cache key.
+template <class... T>
+void append_key(std::string& key, const T&... values) {
+    (key.append(reinterpret_cast<const char*>(&values), sizeof(values)), ...);
+}
+inline void append_key(std::string& key, const shape& s) {
+    append_key(key, s.size());
+    key.append(reinterpret_cast<const char*>(s.begin()), static_cast<std::size_t>(s.size()) * sizeof(std::int64_t));
+}
+
+/// Cache of primitives (with their descriptors) by spec key; thread-safe.
+template <class Primitive, class Descriptor>
+class plan_cache {
+public:
+    struct plan {
+        Descriptor pd;
+        Primitive primitive;
+    };
+
+    template <class Make>
+    const plan& get(const std::string& key, Make&& make) {
+        std::lock_guard lock(mutex_);
+        if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+        if (plans_.size() >= capacity) plans_.clear(); // a workload with unbounded shapes stays bounded
+        Descriptor pd = make();
+        plan_counter().fetch_add(1);
+        Primitive primitive(pd);
+        return plans_.emplace(key, plan{pd, primitive}).first->second;
+    }
+
+    static constexpr std::size_t capacity = 4096;
+
+private:
+    std::mutex mutex_;
+    std::unordered_map<std::string, plan> plans_;
+};
+
+/// Runs `f`, turning oneDNN's exceptions into clip::backend_error.
+template <class F>
+decltype(auto) guarded(const char* what, F&& f) {
+    try {
+        return f();
+    } catch (const dnnl::error& e) {
+        throw backend_error(message(what, ": oneDNN failed: ", e.what(), " (status ", static_cast<int>(e.status), ")"));
+    }
+}
+
+inline dnnl::memory wrap(const dnnl::memory::desc& md, const tensor& t) {
+    return dnnl::memory(md, engine(), t.data_ptr());
+}
+
+} // namespace clip::detail::onednn

@@ -1,0 +1,27 @@
+// clip/clip.hpp: the whole library in one include.
+//
+// clip implements OpenAI's CLIP in C++20: tensors with lazy element-wise expressions
+// (core/, expr/), the operations CLIP needs behind one dispatch seam (ops/) with a oneDNN CPU
+// backend and an Eigen reference backend (backend/). Everything public is in namespace clip;
+// internals are in clip::detail.
+#pragma once
+
+#include "clip/version.hpp"
+
+#include "clip/core/allocator.hpp"
+#include "clip/core/device.hpp"
+#include "clip/core/dtype.hpp"
+#include "clip/core/error.hpp"
+#include "clip/core/parallel.hpp"
+#include "clip/core/print.hpp"
+#include "clip/core/random.hpp"
+#include "clip/core/shape.hpp"
+#include "clip/core/tensor.hpp"
+
+#include "clip/expr/node.hpp"
+
+#include "clip/ops/reduce.hpp"
+#include "clip/ops/rowwise.hpp"
+#include "clip/ops/embedding.hpp"
+#include "clip/ops/matmul.hpp"
+#include "clip/ops/conv.hpp"

@@ -1,0 +1,58 @@
+// clip/ops/conv.hpp: 2-D convolution and average pooling, dispatched to a backend.
+//
+// Layouts and formulas are PyTorch's (see conv_spec.hpp). On the CPU both run on oneDNN, or on
+// the reference backend when clip is built without oneDNN. For a fixed kernel, wrap it once in
+// packed_weights so oneDNN's preferred layout is computed once.
+#pragma once
+
+#include "clip/backend/cpu/packed.hpp"
+#include "clip/backend/reference/conv.hpp"
+#include "clip/ops/conv_spec.hpp"
+#if defined(CLIP_WITH_ONEDNN)
+#include "clip/backend/cpu/conv.hpp"
+#endif
+
+namespace clip {
+
+namespace detail {
+
+inline tensor dispatch_conv2d(const tensor& x, const tensor& w, const conv2d_options& o, const packed_weights* packed) {
+    const shape out_shape = check_conv2d(x, w, o);
+    require_cpu(x, "conv2d");
+    tensor out = tensor::empty(out_shape, dtype::f32, x.device());
+    if (out.numel() == 0) return out;
+#if defined(CLIP_WITH_ONEDNN)
+    onednn::conv2d(out, x, w, o, packed);
+#else
+    (void)packed;
+    reference::conv2d(out, x, w, o);
+#endif
+    return out;
+}
+
+} // namespace detail
+
+/// PyTorch's F.conv2d(x, weight, bias, stride, padding, dilation, groups).
+inline tensor conv2d(const tensor& x, const tensor& weight, const conv2d_options& o = {}) {
+    return detail::dispatch_conv2d(x, weight, o, nullptr);
+}
+inline tensor conv2d(const tensor& x, const packed_weights& weight, const conv2d_options& o = {}) {
+    return detail::dispatch_conv2d(x, weight.plain(), o, &weight);
+}
+
+/// PyTorch's F.avg_pool2d(x, kernel, stride, padding, count_include_pad=...).
+inline tensor avg_pool2d(const tensor& x, const pool2d_options& options = {}) {
+    const pool2d_options o = detail::resolve(options);
+    const shape out_shape = detail::check_pool2d(x, o);
+    detail::require_cpu(x, "avg_pool2d");
+    tensor out = tensor::empty(out_shape, dtype::f32, x.device());
+    if (out.numel() == 0) return out;
+#if defined(CLIP_WITH_ONEDNN)
+    detail::onednn::avg_pool2d(out, x, o);
+#else
+    detail::reference::avg_pool2d(out, x, o);
+#endif
+    return out;
+}
+
+} // namespace clip

@@ -1,0 +1,88 @@
+// clip/ops/conv_spec.hpp: what a 2-D convolution and average pooling compute, for every backend.
+//
+// conv2d: x [B, C, H, W], weight [O, C/groups, kH, kW], bias [O] -> [B, O, H', W'] with
+//   H' = (H + 2·pad_h - dilation_h·(kH - 1) - 1) / stride_h + 1   (likewise W'),
+// PyTorch's nn.Conv2d (cross-correlation, zero padding).
+// avg_pool2d: x [B, C, H, W] -> [B, C, H', W'], the mean over each kernel window; with padding,
+// padded zeros count in the divisor unless count_include_pad is false (nn.AvgPool2d).
+#pragma once
+
+#include <array>
+
+#include "clip/core/tensor.hpp"
+
+namespace clip {
+
+struct conv2d_options {
+    tensor bias = {};                     ///< [O], or undefined
+    std::array<std::int64_t, 2> stride = {1, 1};
+    std::array<std::int64_t, 2> padding = {0, 0};
+    std::array<std::int64_t, 2> dilation = {1, 1};
+    std::int64_t groups = 1;
+};
+
+struct pool2d_options {
+    std::array<std::int64_t, 2> kernel = {2, 2};
+    std::array<std::int64_t, 2> stride = {0, 0}; ///< 0 means "equal to the kernel", as in PyTorch
+    std::array<std::int64_t, 2> padding = {0, 0};
+    bool count_include_pad = true;
+};
+
+namespace detail {
+
+inline std::int64_t conv_out_extent(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t pad,
+                                    std::int64_t dilation) {
+    const std::int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1; // a kernel larger than the padded input fits nowhere
+}
+
+inline shape check_conv2d(const tensor& x, const tensor& w, const conv2d_options& o) {
+    require_defined(x, "conv2d");
+    require_defined(w, "conv2d");
+    check<shape_error>(x.ndim() == 4, "conv2d: input must be [B, C, H, W], got shape ", x.shape());
+    check<shape_error>(w.ndim() == 4, "conv2d: weight must be [O, C/groups, kH, kW], got shape ", w.shape());
+    check<device_error>(x.device() == w.device(), "conv2d: input on ", x.device(), ", weight on ", w.device());
+    check<dtype_error>(x.dtype() == dtype::f32 && w.dtype() == dtype::f32, "conv2d: input and weight must be f32, got ",
+                       x.dtype(), " and ", w.dtype());
+    check(o.groups >= 1 && x.shape()[1] % o.groups == 0 && w.shape()[0] % o.groups == 0, "conv2d: groups ", o.groups,
+          " must divide input channels ", x.shape()[1], " and output channels ", w.shape()[0]);
+    check<shape_error>(w.shape()[1] * o.groups == x.shape()[1], "conv2d: input of shape ", x.shape(),
+                       " has ", x.shape()[1], " channels, weight of shape ", w.shape(), " expects ",
+                       w.shape()[1] * o.groups, " (groups ", o.groups, ")");
+    for (int i = 0; i < 2; ++i)
+        check(o.stride[i] >= 1 && o.dilation[i] >= 1 && o.padding[i] >= 0, "conv2d: stride and dilation must be >= 1 ",
+              "and padding >= 0");
+    if (o.bias.defined())
+        check<shape_error>(o.bias.shape() == shape{w.shape()[0]}, "conv2d: bias of shape ", o.bias.shape(),
+                           " does not match ", w.shape()[0], " output channels");
+    const std::int64_t h = conv_out_extent(x.shape()[2], w.shape()[2], o.stride[0], o.padding[0], o.dilation[0]);
+    const std::int64_t wd = conv_out_extent(x.shape()[3], w.shape()[3], o.stride[1], o.padding[1], o.dilation[1]);
+    check<shape_error>(h >= 1 && wd >= 1, "conv2d: kernel ", w.shape()[2], "x", w.shape()[3], " does not fit input ",
+                       x.shape()[2], "x", x.shape()[3], " with padding ", o.padding[0], "x", o.padding[1]);
+    return {x.shape()[0], w.shape()[0], h, wd};
+}
+
+inline pool2d_options resolve(pool2d_options o) {
+    for (int i = 0; i < 2; ++i)
+        if (o.stride[i] == 0) o.stride[i] = o.kernel[i];
+    return o;
+}
+
+inline shape check_pool2d(const tensor& x, const pool2d_options& o) {
+    require_defined(x, "avg_pool2d");
+    check<shape_error>(x.ndim() == 4, "avg_pool2d: input must be [B, C, H, W], got shape ", x.shape());
+    check<dtype_error>(x.dtype() == dtype::f32, "avg_pool2d: input must be f32, got ", x.dtype());
+    for (int i = 0; i < 2; ++i) {
+        check(o.kernel[i] >= 1 && o.stride[i] >= 1, "avg_pool2d: kernel and stride must be >= 1");
+        check(o.padding[i] >= 0 && 2 * o.padding[i] <= o.kernel[i], "avg_pool2d: padding ", o.padding[i],
+              " must be at most half the kernel ", o.kernel[i]);
+    }
+    const std::int64_t h = conv_out_extent(x.shape()[2], o.kernel[0], o.stride[0], o.padding[0], 1);
+    const std::int64_t w = conv_out_extent(x.shape()[3], o.kernel[1], o.stride[1], o.padding[1], 1);
+    check<shape_error>(h >= 1 && w >= 1, "avg_pool2d: kernel ", o.kernel[0], "x", o.kernel[1], " does not fit input ",
+                       x.shape()[2], "x", x.shape()[3]);
+    return {x.shape()[0], x.shape()[1], h, w};
+}
+
+} // namespace detail
+} // namespace clip

@@ -1,0 +1,93 @@
+// Tests for clip/ops/conv.hpp: conv2d and avg_pool2d (oneDNN when built with it) against the
+// reference backend, and the reference against a direct double loop.
+#include "../support.hpp"
+
+using clip::conv2d_options;
+using clip::pool2d_options;
+using clip::shape;
+using clip::tensor;
+
+namespace {
+
+tensor direct_conv(const tensor& x, const tensor& w, const conv2d_options& o) {
+    const shape out_shape = clip::detail::check_conv2d(x, w, o);
+    const std::vector<float> xv = x.to_vector<float>(), wv = w.to_vector<float>();
+    const std::vector<float> bv = o.bias.defined() ? o.bias.to_vector<float>() : std::vector<float>();
+    const std::int64_t C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const std::int64_t O = w.shape()[0], Cg = w.shape()[1], KH = w.shape()[2], KW = w.shape()[3];
+    std::vector<float> out;
+    for (std::int64_t b = 0; b < out_shape[0]; ++b)
+        for (std::int64_t oc = 0; oc < O; ++oc)
+            for (std::int64_t y = 0; y < out_shape[2]; ++y)
+                for (std::int64_t xx = 0; xx < out_shape[3]; ++xx) {
+                    double s = bv.empty() ? 0.0 : bv[static_cast<std::size_t>(oc)];
+                    const std::int64_t g = oc / (O / o.groups);
+                    for (std::int64_t c = 0; c < Cg; ++c)
+                        for (std::int64_t i = 0; i < KH; ++i)
+                            for (std::int64_t j = 0; j < KW; ++j) {
+                                const std::int64_t sy = y * o.stride[0] - o.padding[0] + i * o.dilation[0];
+                                const std::int64_t sx = xx * o.stride[1] - o.padding[1] + j * o.dilation[1];
+                                if (sy < 0 || sy >= H || sx < 0 || sx >= W) continue;
+                                s += static_cast<double>(xv[static_cast<std::size_t>(((b * C + g * Cg + c) * H + sy) * W + sx)]) *
+                                     wv[static_cast<std::size_t>(((oc * Cg + c) * KH + i) * KW + j)];
+                            }
+                    out.push_back(static_cast<float>(s));
+                }
+    return tensor::from(out, out_shape);
+}
+
+} // namespace
+
+TEST_CASE("conv2d matches a direct loop and the reference backend") {
+    struct config {
+        shape x, w;
+        conv2d_options o;
+    };
+    const std::vector<config> configs{
+        {{1, 3, 32, 32}, {16, 3, 8, 8}, {.stride = {8, 8}}},                       // ViT patch embedding
+        {{2, 3, 17, 19}, {8, 3, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}}},     // ResNet stem
+        {{2, 8, 9, 9}, {8, 8, 1, 1}, {}},                                          // 1x1 projection
+        {{1, 6, 9, 11}, {4, 3, 3, 2}, {.stride = {2, 1}, .padding = {1, 2}, .dilation = {1, 2}, .groups = 2}},
+        {{1, 4, 5, 5}, {4, 1, 3, 3}, {.padding = {1, 1}, .groups = 4}},           // depthwise
+    };
+    for (std::size_t i = 0; i < configs.size(); ++i) {
+        conv2d_options o = configs[i].o;
+        const tensor x = clip::rand_normal(configs[i].x, i), w = clip::rand_normal(configs[i].w, 10 + i);
+        if (i % 2 == 0) o.bias = clip::rand_normal({configs[i].w[0]}, 20 + i);
+        CAPTURE(configs[i].x);
+        CAPTURE(configs[i].w);
+        const tensor expected = direct_conv(x, w, o);
+        const tensor ref = tensor::empty(expected.shape());
+        clip::detail::reference::conv2d(ref, x, w, o);
+        clip::test::check_close(ref, expected, 1e-5);
+        clip::test::check_close(clip::conv2d(x, w, o), expected, 1e-5);
+        clip::test::check_close(clip::conv2d(x.t().contiguous().t(), clip::packed_weights(w), o), expected, 1e-5);
+    }
+}
+
+TEST_CASE("avg_pool2d with and without padding in the divisor") {
+    const tensor x = clip::rand_normal({2, 3, 9, 8}, 1);
+    for (const pool2d_options& o : {pool2d_options{.kernel = {2, 2}}, pool2d_options{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}},
+                                    pool2d_options{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .count_include_pad = false}}) {
+        const tensor y = clip::avg_pool2d(x, o);
+        const tensor ref = tensor::empty(y.shape());
+        clip::detail::reference::avg_pool2d(ref, x, clip::detail::resolve(o));
+        clip::test::check_close(y, ref, 1e-6);
+    }
+    const tensor ones = tensor::ones({1, 1, 4, 4});
+    // PyTorch: the corner window with padding 1 averages 4 real ones over 9 (include) or 4 (exclude) cells.
+    CHECK(clip::avg_pool2d(ones, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}).to_vector<float>()[0] == doctest::Approx(4.0 / 9.0));
+    CHECK(clip::avg_pool2d(ones, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .count_include_pad = false}).to_vector<float>()[0] == 1.0f);
+    CHECK(clip::avg_pool2d(x, {.kernel = {2, 2}}).shape() == shape{2, 3, 4, 4});
+}
+
+TEST_CASE("conv2d and avg_pool2d reject bad shapes with both shapes named") {
+    const std::string message = clip::test::error_message([] { clip::conv2d(tensor::zeros({1, 3, 8, 8}), tensor::zeros({4, 2, 3, 3})); });
+    CHECK(clip::test::contains(message, "[1, 3, 8, 8]"));
+    CHECK(clip::test::contains(message, "[4, 2, 3, 3]"));
+    CHECK_THROWS_AS(clip::conv2d(tensor::zeros({3, 8, 8}), tensor::zeros({4, 3, 3, 3})), clip::shape_error);
+    CHECK_THROWS_AS(clip::conv2d(tensor::zeros({1, 3, 2, 2}), tensor::zeros({4, 3, 3, 3})), clip::shape_error);
+    CHECK_THROWS_AS(clip::conv2d(tensor::zeros({1, 3, 8, 8}), tensor::zeros({4, 3, 3, 3}), {.bias = tensor::zeros({3})}), clip::shape_error);
+    CHECK_THROWS_AS(clip::avg_pool2d(tensor::zeros({1, 1, 2, 2}), {.kernel = {3, 3}}), clip::shape_error);
+    CHECK_THROWS_AS(clip::avg_pool2d(tensor::zeros({1, 1, 2, 2}, clip::dtype::i32)), clip::dtype_error);
+}

@@ -1,0 +1,75 @@
+// Shared helpers for the tests: comparisons that say where and by how much two tensors differ.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <clip/clip.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace clip::test {
+
+/// Largest |a - b| relative to max(1, |b|), over all elements (same shape required).
+inline double max_relative_error(const tensor& actual, const tensor& expected) {
+    REQUIRE(actual.shape() == expected.shape());
+    const std::vector<float> a = actual.to_vector<float>(), b = expected.to_vector<float>();
+    double worst = 0.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+        if (a[i] == b[i]) continue; // equal infinities
+        worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]) / std::max(1.0, std::abs(static_cast<double>(b[i]))));
+    }
+    return worst;
+}
+
+/// Checks every element within `tolerance` (relative, see above), reporting the worst one.
+inline void check_close(const tensor& actual, const tensor& expected, double tolerance = 1e-5) {
+    const double error = max_relative_error(actual, expected);
+    INFO("shape " << actual.shape() << ": worst relative error " << error << " (tolerance " << tolerance << ")");
+    CHECK(error <= tolerance);
+}
+
+/// A tensor from f32 values computed by `f(i)` for each linear index i of shape s.
+template <class F>
+tensor generate(const shape& s, F&& f) {
+    std::vector<float> v(static_cast<std::size_t>(s.numel()));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = f(static_cast<std::int64_t>(i));
+    return tensor::from(v, s);
+}
+
+/// Applies `f` to each element of x (any layout), giving a contiguous f32 tensor: the oracle
+/// for element-wise expressions.
+template <class F>
+tensor map_scalar(const tensor& x, F&& f) {
+    std::vector<float> v = x.to_vector<float>();
+    for (float& e : v) e = f(e);
+    return tensor::from(v, x.shape());
+}
+
+/// Message of the clip::error that `f` throws ("" if none).
+template <class F>
+std::string error_message(F&& f) {
+    try {
+        f();
+    } catch (const clip::error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+template <class T>
+std::string str(const T& value) {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+}
+
+} // namespace clip::test
