@@ -8,6 +8,8 @@
 //   clip_fused    matmul_into(out, x, packed, {bias, quick_gelu})   (the c_fc layer as CLIP runs it)
 //   dnnl_sgemm    dnnl_sgemm('N', 'T', ...) on the same x and w     (the peer; needs oneDNN)
 //
+// gemm_overhead/* runs the same variants on a 1×16×16 product: the fixed cost of one call.
+//
 // Counters: GFLOP/s (2·M·N·K per iteration; the fused variant counts the product only),
 // cold_ms (the first call of that configuration in the process: plan creation, weight packing,
 // JIT), plans (oneDNN plans clip created inside the timed loop: must be 0), threads.
@@ -215,6 +217,14 @@ void register_all() {
                     ->Args({m, l.k, l.n})
                     ->Unit(benchmark::kMicrosecond)
                     ->UseRealTime();
+    // A product too small to measure anything but the fixed cost of a call (checks, plan lookup,
+    // oneDNN memory objects, thread wake-up).
+    for (const variant v : variants)
+        benchmark::RegisterBenchmark((std::string("gemm_overhead/") + name_of(v)).c_str(), BM_gemm, v)
+            ->ArgNames({"M", "K", "N"})
+            ->Args({1, 16, 16})
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
 }
 
 /// Warms up what every configuration shares (the oneDNN engine and stream, sgemm's dispatch,

@@ -90,6 +90,14 @@ for shape in sorted(rows, key=lambda s: (-s[0], s[1], s[2])):
     print(f"{shape[0]:>4} {shape[1]:>5} {shape[2]:>5} | {num(p)} {num(k)} {num(f)} {num(s)} |"
           f"   {ratio(p, s)}   {ratio(k, s)}   {ratio(f, s)} |          {cold(r, 'clip_plain')} "
           f"{cold(r, 'clip_packed')} {cold(r, 'dnnl_sgemm')}")
+over = {}
+for name, b in gemm.items():
+    m = re.match(r"gemm_overhead/(\w+)/", name)
+    if m and "error" not in b:
+        over[m.group(1)] = b.get("real_time")
+if over:
+    print("fixed cost of one call (1x16x16 product), µs: " +
+          ", ".join(f"{v} {t:.2f}" for v, t in over.items() if isinstance(t, (int, float))))
 plans = [n for n, b in gemm.items() if b.get("plans")]
 if plans:
     print("WARNING: oneDNN plans created inside the timed loop:", ", ".join(plans))

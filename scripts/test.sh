@@ -92,6 +92,8 @@ else
     summary+=("install check: FAILED (no build-test to install)"); failed=$((failed + 1))
 fi
 run_check "consumer check" bash tests/consumer/check.sh
+# The oneDNN backend must really be in the test programs, not silently the reference fallback.
+run_check "tests link libdnnl" bash -c 'ldd build-test/tests/test-ops-matmul | grep -q libdnnl'
 
 echo
 echo "=== summary"

@@ -13,6 +13,9 @@
 
 namespace clip::detail {
 
+/// Results of at least this many bytes are written with streaming stores.
+inline constexpr std::size_t streaming_threshold = std::size_t{32} << 20;
+
 /// True when `t` reads memory of `dst` through a different layout, so that writing `dst` while
 /// reading `t` element by element would read already-overwritten values.
 inline bool overlaps_differently(const tensor& t, const tensor& dst) {
@@ -59,6 +62,8 @@ void assign(const tensor& dst, const Node& node) {
     std::byte* const dst_base = static_cast<std::byte*>(dst.data_ptr());
     const dtype dst_type = dst.dtype();
     const std::int64_t cost = std::min<std::int64_t>(block_size, inner) * static_cast<std::int64_t>(4 + plans.size());
+    // A result much larger than the cache is not read again soon: write it around the cache.
+    const bool streaming = direct && dst.nbytes() >= streaming_threshold;
 
     parallel_for(rows * blocks_per_row, cost, [&](std::int64_t first, std::int64_t last) {
         const leaf_plan* next = plans.data();
@@ -72,7 +77,10 @@ void assign(const tensor& dst, const Node& node) {
             const std::int64_t offset = row_offset(extent, dst_strides, row) + start * dst_step;
             float* out = direct ? reinterpret_cast<float*>(dst_base) + offset : staging;
             std::int64_t j = 0;
-            for (; j + simd_width <= n; j += simd_width) ev.load(j).store_unaligned(out + j);
+            if (streaming && reinterpret_cast<std::uintptr_t>(out) % memory_alignment == 0)
+                for (; j + simd_width <= n; j += simd_width) stream_store(out + j, ev.load(j));
+            else
+                for (; j + simd_width <= n; j += simd_width) ev.load(j).store_unaligned(out + j);
             if (j < n) store_partial(out + j, ev.load_partial(j, n - j), n - j);
             if (!direct) {
                 visit_dtype(dst_type, [&]<class T>() {
@@ -81,6 +89,7 @@ void assign(const tensor& dst, const Node& node) {
                 });
             }
         }
+        if (streaming) stream_fence();
     });
 }
 

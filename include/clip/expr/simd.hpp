@@ -6,6 +6,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#if defined(__AVX__) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace clip::detail {
 
 using simd = xsimd::batch<float>;
@@ -23,6 +27,29 @@ inline void store_partial(float* p, simd v, std::int64_t n) noexcept {
     alignas(64) float lanes[simd::size];
     v.store_aligned(lanes);
     for (std::int64_t i = 0; i < n; ++i) p[i] = lanes[i];
+}
+
+/// Stores a register to 64-byte aligned memory without pulling the line into the cache: for
+/// results far larger than the cache this saves the read-for-ownership of every line written.
+/// Call `stream_fence()` before other threads read the memory.
+template <class Batch>
+inline void stream_store(float* p, Batch v) noexcept { // a template, so only the matching branch is compiled
+#if defined(__AVX512F__)
+    if constexpr (Batch::size == 16) return _mm512_stream_ps(p, v);
+#endif
+#if defined(__AVX__)
+    if constexpr (Batch::size == 8) return _mm256_stream_ps(p, v);
+#endif
+#if defined(__SSE2__)
+    if constexpr (Batch::size == 4) return _mm_stream_ps(p, v);
+#endif
+    v.store_aligned(p);
+}
+
+inline void stream_fence() noexcept {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
 }
 
 /// Sum of all lanes.

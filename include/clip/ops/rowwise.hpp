@@ -73,26 +73,56 @@ inline void row_affine(const float* x, float* out, std::int64_t n, float a, floa
     for (; i < n; ++i) out[i] = x[i] * a + b;
 }
 
+// Four independent accumulators: one would serialise the row on the latency of its adds.
 inline float row_sum(const float* x, std::int64_t n) noexcept {
-    simd acc(0.0f);
+    simd acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
     std::int64_t i = 0;
-    for (; i + simd_width <= n; i += simd_width) acc += simd::load_unaligned(x + i);
-    float s = reduce_add(acc);
+    for (; i + 4 * simd_width <= n; i += 4 * simd_width) {
+        acc0 += simd::load_unaligned(x + i);
+        acc1 += simd::load_unaligned(x + i + simd_width);
+        acc2 += simd::load_unaligned(x + i + 2 * simd_width);
+        acc3 += simd::load_unaligned(x + i + 3 * simd_width);
+    }
+    for (; i + simd_width <= n; i += simd_width) acc0 += simd::load_unaligned(x + i);
+    float s = reduce_add((acc0 + acc1) + (acc2 + acc3));
     for (; i < n; ++i) s += x[i];
     return s;
 }
 
 /// Σ (x - center)²
 inline float row_centered_square_sum(const float* x, std::int64_t n, float center) noexcept {
-    simd acc(0.0f);
+    const simd c(center);
+    simd acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
     std::int64_t i = 0;
-    for (; i + simd_width <= n; i += simd_width) {
-        const simd d = simd::load_unaligned(x + i) - simd(center);
-        acc = xsimd::fma(d, d, acc);
+    for (; i + 4 * simd_width <= n; i += 4 * simd_width) {
+        const simd d0 = simd::load_unaligned(x + i) - c, d1 = simd::load_unaligned(x + i + simd_width) - c;
+        const simd d2 = simd::load_unaligned(x + i + 2 * simd_width) - c;
+        const simd d3 = simd::load_unaligned(x + i + 3 * simd_width) - c;
+        acc0 = xsimd::fma(d0, d0, acc0);
+        acc1 = xsimd::fma(d1, d1, acc1);
+        acc2 = xsimd::fma(d2, d2, acc2);
+        acc3 = xsimd::fma(d3, d3, acc3);
     }
-    float s = reduce_add(acc);
+    for (; i + simd_width <= n; i += simd_width) {
+        const simd d = simd::load_unaligned(x + i) - c;
+        acc0 = xsimd::fma(d, d, acc0);
+    }
+    float s = reduce_add((acc0 + acc1) + (acc2 + acc3));
     for (; i < n; ++i) s += (x[i] - center) * (x[i] - center);
     return s;
+}
+
+/// out = (x·a + b)·weight + bias over a row, weight and bias optional ([n] or null).
+inline void row_affine_weighted(const float* x, float* out, std::int64_t n, float a, float b, const float* weight,
+                                const float* bias) noexcept {
+    std::int64_t i = 0;
+    for (; i + simd_width <= n; i += simd_width) {
+        simd v = xsimd::fma(simd::load_unaligned(x + i), simd(a), simd(b));
+        if (weight) v *= simd::load_unaligned(weight + i);
+        if (bias) v += simd::load_unaligned(bias + i);
+        v.store_unaligned(out + i);
+    }
+    for (; i < n; ++i) out[i] = (x[i] * a + b) * (weight ? weight[i] : 1.0f) + (bias ? bias[i] : 0.0f);
 }
 
 } // namespace detail
@@ -138,17 +168,7 @@ tensor layer_norm(const E& x, const tensor& weight = {}, const tensor& bias = {}
         const float mean = detail::row_sum(in, n) / static_cast<float>(n);
         const float var = detail::row_centered_square_sum(in, n, mean) / static_cast<float>(n);
         const float rstd = 1.0f / std::sqrt(var + eps);
-        detail::row_affine(in, out, n, rstd, -mean * rstd);
-        if (!wp && !bp) return;
-        std::int64_t i = 0;
-        using detail::simd;
-        for (; i + detail::simd_width <= n; i += detail::simd_width) {
-            const simd v = simd::load_unaligned(out + i);
-            const simd ws = wp ? simd::load_unaligned(wp + i) : simd(1.0f);
-            const simd bs = bp ? simd::load_unaligned(bp + i) : simd(0.0f);
-            xsimd::fma(v, ws, bs).store_unaligned(out + i);
-        }
-        for (; i < n; ++i) out[i] = out[i] * (wp ? wp[i] : 1.0f) + (bp ? bp[i] : 0.0f);
+        detail::row_affine_weighted(in, out, n, rstd, -mean * rstd, wp, bp);
     });
 }
 
