@@ -12,8 +12,10 @@ packages=(
     libdnnl-dev       # oneDNN CPU backend (CMake config only, no .pc)
     libxsimd-dev      # SIMD element-wise kernels
     libeigen3-dev     # reference backend
+    nlohmann-json3-dev  # JSON: safetensors headers, configs
     doctest-dev       # tests
     libbenchmark-dev  # bench/
+    libcli11-dev      # the clip command-line tool (examples/clip)
 )
 
 missing=()

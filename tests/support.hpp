@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -70,6 +73,21 @@ std::string str(const T& value) {
     std::ostringstream out;
     out << value;
     return out.str();
+}
+
+/// The directory of the PyTorch reference fixtures: $CLIP_REFERENCE_DIR if set, else
+/// ../shared/reference beside the source tree; nullopt when it does not exist (tests that need
+/// it then skip with a message).
+inline std::optional<std::filesystem::path> reference_dir() {
+    std::filesystem::path dir;
+    if (const char* from_environment = std::getenv("CLIP_REFERENCE_DIR"); from_environment && *from_environment)
+        dir = from_environment;
+#if defined(CLIP_SOURCE_DIR)
+    else dir = std::filesystem::path(CLIP_SOURCE_DIR).parent_path() / "shared" / "reference";
+#endif
+    std::error_code error;
+    if (dir.empty() || !std::filesystem::is_directory(dir, error)) return std::nullopt;
+    return dir;
 }
 
 } // namespace clip::test

@@ -25,3 +25,7 @@
 #include "clip/ops/embedding.hpp"
 #include "clip/ops/matmul.hpp"
 #include "clip/ops/conv.hpp"
+
+#include "clip/io/safetensors.hpp"
+
+#include "clip/models/clip_model.hpp"

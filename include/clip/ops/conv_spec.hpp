@@ -2,7 +2,8 @@
 //
 // conv2d: x [B, C, H, W], weight [O, C/groups, kH, kW], bias [O] -> [B, O, H', W'] with
 //   H' = (H + 2·pad_h - dilation_h·(kH - 1) - 1) / stride_h + 1   (likewise W'),
-// PyTorch's nn.Conv2d (cross-correlation, zero padding).
+// PyTorch's nn.Conv2d (cross-correlation, zero padding), then the activation if one is given
+// (a conv + folded BatchNorm + ReLU is one call).
 // avg_pool2d: x [B, C, H, W] -> [B, C, H', W'], the mean over each kernel window; with padding,
 // padded zeros count in the divisor unless count_include_pad is false (nn.AvgPool2d).
 #pragma once
@@ -10,6 +11,7 @@
 #include <array>
 
 #include "clip/core/tensor.hpp"
+#include "clip/ops/matmul_spec.hpp"
 
 namespace clip {
 
@@ -19,6 +21,7 @@ struct conv2d_options {
     std::array<std::int64_t, 2> padding = {0, 0};
     std::array<std::int64_t, 2> dilation = {1, 1};
     std::int64_t groups = 1;
+    activation act = activation::none;    ///< applied after the bias
 };
 
 struct pool2d_options {

@@ -137,6 +137,34 @@ tensor softmax(const E& x) {
     });
 }
 
+/// Softmax of each [T, T] matrix in the last two axes with a causal mask: row i keeps columns
+/// j <= i and gives the rest probability 0, exactly as adding -inf above the diagonal would
+/// (OpenAI CLIP's text attention mask).
+template <expression E>
+tensor causal_softmax(const E& x) {
+    const tensor input = eval(x);
+    detail::check<shape_error>(input.ndim() >= 2 && input.shape()[input.ndim() - 1] == input.shape()[input.ndim() - 2],
+                               "causal_softmax: needs square matrices in the last two axes, got shape ", input.shape());
+    const std::int64_t size = input.shape().back();
+    const tensor rows = input.to(dtype::f32).contiguous();
+    tensor out = tensor::empty(rows.shape(), dtype::f32);
+    if (rows.numel() == 0) return out;
+    const float* in = rows.data<float>();
+    float* result = out.data<float>();
+    detail::parallel_for(rows.numel() / size, size * 3, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t r = first; r < last; ++r) {
+            const std::int64_t keep = r % size + 1;
+            const float* row = in + r * size;
+            float* dst = result + r * size;
+            const float m = detail::row_max(row, keep);
+            const float total = detail::row_exp_sum(row, dst, keep, m);
+            detail::row_affine(dst, dst, keep, 1.0f / total, 0.0f);
+            std::fill(dst + keep, dst + size, 0.0f);
+        }
+    });
+    return out;
+}
+
 /// Log-softmax along the last axis.
 template <expression E>
 tensor log_softmax(const E& x) {

@@ -38,7 +38,7 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
     std::string key = "conv";
     append_key(key, x.shape());
     append_key(key, w_shape);
-    append_key(key, o.stride, o.padding, o.dilation, o.groups, o.bias.defined(), packed != nullptr);
+    append_key(key, o.stride, o.padding, o.dilation, o.groups, o.bias.defined(), o.act, packed != nullptr);
     static plan_cache<dnnl::convolution_forward, dnnl::convolution_forward::primitive_desc> plans;
     const auto& plan = plans.get(key, [&] {
         return guarded("conv2d: creating the primitive", [&] {
@@ -48,7 +48,13 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
             const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                                        dnnl::algorithm::convolution_direct, x_md, weights_md, bias_md,
                                                        out_md, stride, dilation, pad_left, pad_right);
-            return dnnl::convolution_forward::primitive_desc(desc, engine());
+            dnnl::primitive_attr attr;
+            dnnl::post_ops ops;
+            if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+            if (o.act == activation::gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+            if (o.act == activation::quick_gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+            attr.set_post_ops(ops);
+            return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
         });
     });
     guarded("conv2d: running the primitive", [&] {

@@ -44,9 +44,10 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
             Eigen::Map<matrix> result(out.data<float>() + (b * w.shape()[0] + g * group_out) * oh * ow, group_out,
                                       oh * ow);
             result.noalias() = kernel * columns;
-            if (!bias.empty())
-                for (std::int64_t oc = 0; oc < group_out; ++oc)
-                    result.row(oc).array() += bias[static_cast<std::size_t>(g * group_out + oc)];
+            for (std::int64_t oc = 0; oc < group_out; ++oc) {
+                const float shift = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(g * group_out + oc)];
+                for (std::int64_t i = 0; i < oh * ow; ++i) result(oc, i) = activate(o.act, result(oc, i) + shift);
+            }
         }
 }
 

@@ -1,0 +1,152 @@
+// examples/clip/bench.hpp: `clip bench`: encoder throughput on random inputs, one JSON line per
+// (threads, batch) measurement, with the fields of ../shared/peers/bench_torch.py so the two can
+// be compared line by line.
+//
+// Inputs follow bench_torch.py: images N(0, 1) [B, 3, R, R]; token rows [SOT, 10 random ids,
+// EOT, 0...] with SOT = vocab - 2 and EOT = vocab - 1, so the EOT is the row's largest id and
+// argmax pooling finds it for any vocabulary. The weights' values do not affect the speed, so a
+// preset is built with random OpenAI initialisation (seed 0).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <random>
+#include <vector>
+
+#include "common.hpp"
+
+namespace clip_tool {
+
+struct bench_options {
+    std::string model = "ViT-B/32";
+    std::string config;
+    std::string task = "encode_image";
+    std::vector<int> batches{8};
+    std::vector<int> threads;  ///< empty: the library's default
+    int iters = 10;
+    int warmup = 2;
+    bool json = false;
+};
+
+inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
+    CLI::App* cmd = app.add_subcommand("bench", "Encoder throughput on random inputs (JSON lines like bench_torch.py)");
+    cmd->add_option("--model", o.model, "Preset (random init, seed 0) or checkpoint (.safetensors)")->capture_default_str();
+    cmd->add_option("--config", o.config, "Model config JSON for a checkpoint; default: infer from shapes");
+    cmd->add_option("--task", o.task, "What to time")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"encode_image", "encode_text"}));
+    cmd->add_option("--batch", o.batches, "Batch size(s), e.g. 1,8,32: one measurement each")
+        ->delimiter(',')
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--threads", o.threads, "Thread count(s), e.g. 1,2 (default: CLIP_NUM_THREADS, else all cores)")
+        ->delimiter(',')
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--iters", o.iters, "Timed calls per measurement (the median is reported)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--warmup", o.warmup, "Untimed calls first (the first one creates the oneDNN plans)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--json", o.json, "Print only the JSON lines");
+    cmd->footer("Fields: peer, model, task, batch, threads, device, items_per_s (batch / median), ms_per_batch\n"
+                "(median), cold_ms (first call, plans included), peak_rss_mb (the process's peak so far).");
+    return cmd;
+}
+
+namespace detail {
+
+/// [B, ctx] i64 rows: SOT, 10 random ids in [1, vocab - 3], EOT, zero padding.
+inline clip::tensor random_tokens(const clip::clip_config& c, std::int64_t batch, std::uint64_t seed) {
+    const std::int64_t ctx = c.text.context_length, vocab = c.text.vocab_size;
+    clip::tensor tokens = clip::tensor::zeros({batch, ctx}, clip::dtype::i64); // [B, ctx]
+    std::mt19937_64 rng(seed);
+    const std::int64_t words = std::clamp<std::int64_t>(ctx - 2, 0, 10);
+    auto* row = tokens.data<std::int64_t>();
+    for (std::int64_t b = 0; b < batch; ++b, row += ctx) {
+        row[0] = vocab - 2;
+        for (std::int64_t i = 1; i <= words; ++i)
+            row[i] = 1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(vocab - 3, 1)));
+        row[words + 1] = vocab - 1;
+    }
+    return tokens;
+}
+
+inline double peak_rss_mb() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) / 1024.0; // ru_maxrss is in KiB on Linux
+}
+
+inline double rounded(double value, int decimals) {
+    const double scale = std::pow(10.0, decimals);
+    return std::round(value * scale) / scale;
+}
+
+template <class F>
+double seconds(F&& call) {
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+} // namespace detail
+
+inline void run_bench(const bench_options& o) {
+    const opened_model opened = open_model(o.model, o.config);
+    const clip::clip_config& c = opened.model.config();
+    const bool image_task = o.task == "encode_image";
+    const std::vector<int> thread_counts = o.threads.empty() ? std::vector<int>{clip::num_threads()} : o.threads;
+
+    for (const int threads : thread_counts) {
+        clip::set_num_threads(threads);
+        for (const int batch : o.batches) {
+            const std::int64_t R = c.vision.image_size;
+            const clip::tensor input = image_task ? clip::rand_normal({batch, 3, R, R}, 1) // [B, 3, R, R]
+                                                  : detail::random_tokens(c, batch, 2);    // [B, ctx]
+            const auto call = [&] {
+                const clip::tensor out = image_task ? opened.model.encode_image(input) : opened.model.encode_text(input);
+                (void)out;
+            };
+            double cold = 0.0;
+            for (int i = 0; i < o.warmup; ++i) {
+                const double s = detail::seconds(call);
+                if (i == 0) cold = s;
+            }
+            std::vector<double> times(static_cast<std::size_t>(o.iters));
+            for (double& t : times) t = detail::seconds(call);
+            std::sort(times.begin(), times.end());
+            const std::size_t n = times.size();
+            const double median = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+
+            nlohmann::ordered_json row;
+            row["peer"] = "clip";
+            row["model"] = opened.name;
+            row["task"] = o.task;
+            row["batch"] = batch;
+            row["threads"] = threads;
+            row["device"] = "cpu";
+            row["items_per_s"] = detail::rounded(batch / median, 3);
+            row["ms_per_batch"] = detail::rounded(1e3 * median, 3);
+            if (o.warmup > 0) row["cold_ms"] = detail::rounded(1e3 * cold, 3);
+            row["iters"] = o.iters;
+            row["peak_rss_mb"] = detail::rounded(detail::peak_rss_mb(), 1);
+            if (!o.json)
+                std::cout << opened.name << ' ' << o.task << ", batch " << batch << ", " << threads << " thread"
+                          << (threads == 1 ? "" : "s") << ": " << detail::rounded(1e3 * median, 2)
+                          << " ms/batch (median of " << o.iters << "), " << detail::rounded(batch / median, 2)
+                          << (image_task ? " images/s" : " texts/s") << ", peak RSS "
+                          << detail::rounded(detail::peak_rss_mb(), 1) << " MB\n";
+            std::cout << row.dump() << std::endl; // flushed: a long sweep reports as it goes
+        }
+    }
+}
+
+} // namespace clip_tool

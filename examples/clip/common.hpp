@@ -1,0 +1,87 @@
+// examples/clip/common.hpp: what the subcommands share: opening `--model`, reading `FILE:NAME`
+// tensor arguments, and building error messages.
+#pragma once
+
+#include <clip/clip.hpp>
+#include <clip/models/clip_model.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+
+namespace clip_tool {
+
+/// Concatenates the arguments with operator<< (shapes and dtypes print themselves).
+template <class... Args>
+std::string message(const Args&... args) {
+    std::ostringstream out;
+    (out << ... << args);
+    return out.str();
+}
+
+/// A model and what `--model` said, for reports.
+struct opened_model {
+    clip::model model;
+    std::string name;        ///< the preset name, or the file as given
+    bool is_preset = false;  ///< random OpenAI initialisation (seed 0) rather than a checkpoint
+};
+
+inline bool is_preset(const std::string& name) {
+    const std::vector<std::string> presets = clip::preset_names();
+    return std::find(presets.begin(), presets.end(), name) != presets.end();
+}
+
+/// `--model` is a preset name or a safetensors checkpoint. A preset name wins: "ViT-B/32" also
+/// reads as a relative path, and a file of that name is far less likely than the preset.
+/// `config` (OpenCLIP or Hugging Face JSON) applies to checkpoints only; empty = infer from shapes.
+inline opened_model open_model(const std::string& spec, const std::string& config) {
+    if (is_preset(spec)) {
+        if (!config.empty())
+            throw clip::error(message("--config ", config, ": a preset (", spec, ") has its own architecture; "
+                                      "--config applies to checkpoint files"));
+        return {clip::model::random(spec, 0), spec, true};
+    }
+    std::optional<std::filesystem::path> config_file;
+    if (!config.empty()) config_file = config;
+    // A typo in a preset name would otherwise read as a missing file only.
+    if (!std::filesystem::exists(spec)) {
+        std::string known;
+        for (const std::string& n : clip::preset_names()) known += (known.empty() ? "" : ", ") + n;
+        throw clip::io_error(message("--model ", spec, ": no such file, and not a preset (", known, ")"));
+    }
+    return {clip::model::load(spec, config_file), spec, false};
+}
+
+/// A `FILE:NAME` argument: the tensor NAME inside the safetensors file FILE.
+struct tensor_argument {
+    std::filesystem::path file;
+    std::string name;
+    std::string text;  ///< as given, for messages
+};
+
+/// Splits at the last colon, so that FILE may contain colons and NAME may not. Returns an empty
+/// string when `text` is well formed, else the problem (the shape of a CLI11 validator).
+inline std::string check_tensor_argument(const std::string& text) {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos)
+        return message("'", text, "' names no tensor: expected FILE.safetensors:NAME (e.g. inputs.safetensors:images)");
+    if (colon == 0) return message("'", text, "' names no file: expected FILE.safetensors:NAME");
+    if (colon + 1 == text.size()) return message("'", text, "' has an empty tensor name after the colon");
+    return {};
+}
+
+inline tensor_argument parse_tensor_argument(const std::string& text) {
+    if (const std::string problem = check_tensor_argument(text); !problem.empty()) throw clip::error(problem);
+    const std::size_t colon = text.rfind(':');
+    return {text.substr(0, colon), text.substr(colon + 1), text};
+}
+
+/// The tensor, a zero-copy view of the mapped file (the view keeps the mapping alive).
+inline clip::tensor read_tensor(const tensor_argument& argument) {
+    return clip::safetensors::open(argument.file).get(argument.name);
+}
+
+} // namespace clip_tool

@@ -1,0 +1,45 @@
+// clip: the command-line tool. Subcommands (one header each):
+//   clip embed  --model W --images-from F:NAME --tokens-from F:NAME --out OUT.safetensors
+//   clip info   --model W|PRESET
+//   clip bench  --model PRESET|W --task encode_image|encode_text --batch B --threads T [--json]
+// Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "bench.hpp"
+#include "embed.hpp"
+#include "info.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"clip: CLIP image and text embeddings, model inspection and benchmarks", "clip"};
+    app.require_subcommand(1);
+    app.footer("Run `clip <command> --help` for a command's options.");
+
+    clip_tool::embed_options embed;
+    clip_tool::info_options info;
+    clip_tool::bench_options bench;
+    CLI::App* embed_command = clip_tool::add_embed_command(app, embed);
+    CLI::App* info_command = clip_tool::add_info_command(app, info);
+    CLI::App* bench_command = clip_tool::add_bench_command(app, bench);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // CLI11 prints help (exit 0) or the problem; every usage problem is exit status 2.
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+
+    try {
+        if (embed_command->parsed()) clip_tool::run_embed(embed);
+        else if (info_command->parsed()) clip_tool::run_info(info);
+        else if (bench_command->parsed()) clip_tool::run_bench(bench);
+        return 0;
+    } catch (const std::exception& e) {
+        // clip::error carries the library's messages; anything else (std::bad_alloc,
+        // std::filesystem::filesystem_error) is reported the same way.
+        std::cerr << "clip: " << e.what() << '\n';
+        return 1;
+    }
+}

@@ -1,0 +1,313 @@
+// clip/models/checkpoint.hpp: reading a CLIP checkpoint whatever its naming scheme.
+//
+// Two schemes are recognised from the tensor names:
+//  - openai: OpenAI's and OpenCLIP's state-dict names (`visual.conv1.weight`,
+//    `transformer.resblocks.N.attn.in_proj_weight`, `visual.layerK.N.*` for ResNets, ...);
+//    OpenCLIP's `open_clip_model.safetensors` files use them too.
+//  - huggingface: transformers' CLIPModel names (`vision_model.*`, `text_model.*`, separate
+//    q/k/v projections, `visual_projection.weight` = visual.proj transposed), as written by
+//    transformers' convert_clip_original_pytorch_to_hf.py.
+// Layers always ask for OpenAI names; this source translates, concatenates q/k/v, transposes the
+// projections and converts f16/bf16 to f32. The architecture is inferred from the shapes as
+// OpenAI's build_model does, or read from an OpenCLIP model config or a Hugging Face config.json.
+#pragma once
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "clip/expr/node.hpp"
+#include "clip/io/safetensors.hpp"
+#include "clip/models/config.hpp"
+#include "clip/nn/parameters.hpp"
+
+namespace clip {
+
+enum class naming_scheme : unsigned char { openai, huggingface };
+
+constexpr std::string_view naming_scheme_name(naming_scheme s) noexcept {
+    return s == naming_scheme::openai ? "openai" : "huggingface";
+}
+
+namespace detail {
+
+/// The distinct N of names "<prefix>N.<rest>" (layer counts, as build_model counts them).
+inline std::int64_t count_indexed(const std::vector<std::string>& names, const std::string& prefix) {
+    std::set<std::int64_t> seen;
+    for (const std::string& name : names) {
+        if (name.rfind(prefix, 0) != 0) continue;
+        const std::size_t end = name.find('.', prefix.size());
+        const std::string index = name.substr(prefix.size(), end == std::string::npos ? std::string::npos : end - prefix.size());
+        if (!index.empty() && std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            seen.insert(std::stoll(index));
+    }
+    return static_cast<std::int64_t>(seen.size());
+}
+
+inline std::int64_t integer_sqrt(std::int64_t n) {
+    auto r = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
+    return r;
+}
+
+/// Maps the rest of a transformer block name from OpenAI's to Hugging Face's spelling.
+inline std::string hf_block_rest(const std::string& rest) {
+    const std::pair<const char*, const char*> renames[] = {
+        {"ln_1.", "layer_norm1."}, {"ln_2.", "layer_norm2."},       {"mlp.c_fc.", "mlp.fc1."},
+        {"mlp.c_proj.", "mlp.fc2."}, {"attn.out_proj.", "self_attn.out_proj."}};
+    for (const auto& [from, to] : renames)
+        if (rest.rfind(from, 0) == 0) return to + rest.substr(std::string(from).size());
+    return rest;
+}
+
+} // namespace detail
+
+/// A checkpoint file as a parameter source (OpenAI names in, f32 tensors out).
+class checkpoint : public nn::parameter_source {
+public:
+    explicit checkpoint(const std::filesystem::path& path) : file_(safetensors::open(path)) {
+        names_ = file_.names();
+        scheme_ = detect();
+    }
+
+    naming_scheme scheme() const noexcept { return scheme_; }
+    const safetensors& file() const noexcept { return file_; }
+    const std::vector<std::string>& names() const noexcept { return names_; }
+
+    bool contains(const std::string& name) const override {
+        if (scheme_ == naming_scheme::openai) return file_.contains(name);
+        const auto [hf, kind] = translate(name);
+        return file_.contains(kind == part::qkv ? hf + "q_proj" + qkv_suffix(name) : hf);
+    }
+
+    tensor get(const std::string& name, const shape& expected) override {
+        tensor value;
+        std::string stored = name;
+        if (scheme_ == naming_scheme::openai) {
+            value = fetch(name);
+        } else {
+            const auto [hf, kind] = translate(name);
+            stored = hf;
+            if (kind == part::qkv) {
+                const std::string suffix = qkv_suffix(name);
+                stored = hf + "{q,k,v}_proj" + suffix;
+                const tensor q = fetch(hf + "q_proj" + suffix), k = fetch(hf + "k_proj" + suffix),
+                             v = fetch(hf + "v_proj" + suffix);
+                detail::check<io_error>(q.shape() == k.shape() && q.shape() == v.shape() && q.ndim() >= 1,
+                                        file_.path().string(), ": tensors ", stored, " differ in shape (", q.shape(),
+                                        ", ", k.shape(), ", ", v.shape(), ")");
+                clip::shape joined = q.shape();
+                joined[0] *= 3;
+                value = tensor::empty(joined);
+                const std::int64_t n = q.shape()[0];
+                value.slice(0, 0, n).copy_from(q);
+                value.slice(0, n, 2 * n).copy_from(k);
+                value.slice(0, 2 * n, 3 * n).copy_from(v);
+            } else {
+                value = fetch(hf);
+                if (kind == part::transposed) {
+                    detail::check<io_error>(value.ndim() == 2, file_.path().string(), ": tensor '", hf,
+                                            "' should be a matrix, has shape ", value.shape());
+                    value = value.t();
+                }
+            }
+        }
+        if (value.ndim() == 0 && expected.size() == 1 && expected[0] == 1) value = value.reshape({1});
+        detail::check<io_error>(value.shape() == expected, file_.path().string(), ": tensor '", stored, "' has shape ",
+                                value.shape(), ", the architecture expects ", expected);
+        return value.to(dtype::f32).contiguous();
+    }
+
+    /// The architecture as OpenAI's build_model infers it from the shapes (QuickGELU, 64-wide heads).
+    clip_config infer_config() const {
+        clip_config c;
+        const auto dims = [&](const std::string& name) { return fetch(name).shape(); };
+        const std::string file = file_.path().string();
+        if (scheme_ == naming_scheme::openai) {
+            const bool vit = file_.contains("visual.proj");
+            if (vit) {
+                const clip::shape conv = dims("visual.conv1.weight");
+                c.vision.kind = vision_kind::vit;
+                c.vision.width = conv[0];
+                c.vision.patch_size = conv.back();
+                c.vision.layers = detail::count_indexed(names_, "visual.transformer.resblocks.");
+                const std::int64_t grid = detail::integer_sqrt(dims("visual.positional_embedding")[0] - 1);
+                c.vision.image_size = c.vision.patch_size * grid;
+                c.vision.heads = c.vision.width / 64;
+            } else {
+                c.vision.kind = vision_kind::resnet;
+                for (int i = 0; i < 4; ++i)
+                    c.vision.resnet_layers[static_cast<std::size_t>(i)] =
+                        detail::count_indexed(names_, "visual.layer" + std::to_string(i + 1) + ".");
+                c.vision.width = dims("visual.layer1.0.conv1.weight")[0];
+                c.vision.image_size = detail::integer_sqrt(dims("visual.attnpool.positional_embedding")[0] - 1) * 32;
+                c.vision.heads = c.vision.width * 32 / 64;
+            }
+            c.embed_dim = dims("text_projection")[1];
+            c.text.context_length = dims("positional_embedding")[0];
+            c.text.vocab_size = dims("token_embedding.weight")[0];
+            c.text.width = dims("ln_final.weight")[0];
+            c.text.layers = detail::count_indexed(names_, "transformer.resblocks.");
+        } else {
+            const clip::shape conv = dims("vision_model.embeddings.patch_embedding.weight");
+            c.vision.kind = vision_kind::vit;
+            c.vision.width = conv[0];
+            c.vision.patch_size = conv.back();
+            c.vision.layers = detail::count_indexed(names_, "vision_model.encoder.layers.");
+            const std::int64_t grid =
+                detail::integer_sqrt(dims("vision_model.embeddings.position_embedding.weight")[0] - 1);
+            c.vision.image_size = c.vision.patch_size * grid;
+            c.vision.heads = c.vision.width / 64;
+            c.embed_dim = dims("visual_projection.weight")[0];
+            c.text.context_length = dims("text_model.embeddings.position_embedding.weight")[0];
+            c.text.vocab_size = dims("text_model.embeddings.token_embedding.weight")[0];
+            c.text.width = dims("text_model.final_layer_norm.weight")[0];
+            c.text.layers = detail::count_indexed(names_, "text_model.encoder.layers.");
+        }
+        c.text.heads = std::max<std::int64_t>(1, c.text.width / 64);
+        c.vision.heads = std::max<std::int64_t>(1, c.vision.heads);
+        return c;
+    }
+
+private:
+    enum class part { plain, transposed, qkv };
+
+    tensor fetch(const std::string& name) const {
+        detail::check<io_error>(file_.contains(name), file_.path().string(), ": tensor '", name,
+                                "' is missing (naming scheme ", naming_scheme_name(scheme_), ")");
+        return file_.get(name);
+    }
+
+    static std::string qkv_suffix(const std::string& name) {
+        return name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0 ? ".weight" : ".bias";
+    }
+
+    /// OpenAI name -> Hugging Face name (for qkv: the prefix before "q_proj").
+    static std::pair<std::string, part> translate(const std::string& name) {
+        const auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
+        const auto rest_after = [&](const std::string& p) { return name.substr(p.size()); };
+        if (name == "visual.conv1.weight") return {"vision_model.embeddings.patch_embedding.weight", part::plain};
+        if (name == "visual.class_embedding") return {"vision_model.embeddings.class_embedding", part::plain};
+        if (name == "visual.positional_embedding")
+            return {"vision_model.embeddings.position_embedding.weight", part::plain};
+        if (starts("visual.ln_pre.")) return {"vision_model.pre_layrnorm." + rest_after("visual.ln_pre."), part::plain};
+        if (starts("visual.ln_post."))
+            return {"vision_model.post_layernorm." + rest_after("visual.ln_post."), part::plain};
+        if (name == "visual.proj") return {"visual_projection.weight", part::transposed};
+        if (name == "text_projection") return {"text_projection.weight", part::transposed};
+        if (name == "token_embedding.weight") return {"text_model.embeddings.token_embedding.weight", part::plain};
+        if (name == "positional_embedding") return {"text_model.embeddings.position_embedding.weight", part::plain};
+        if (starts("ln_final.")) return {"text_model.final_layer_norm." + rest_after("ln_final."), part::plain};
+        for (const auto& [from, to] : {std::pair<std::string, std::string>{"visual.transformer.resblocks.", "vision_model.encoder.layers."},
+                                       std::pair<std::string, std::string>{"transformer.resblocks.", "text_model.encoder.layers."}}) {
+            if (!starts(from.c_str())) continue;
+            const std::string rest = rest_after(from);
+            const std::size_t dot = rest.find('.');
+            const std::string index = rest.substr(0, dot), tail = dot == std::string::npos ? "" : rest.substr(dot + 1);
+            if (tail == "attn.in_proj_weight" || tail == "attn.in_proj_bias")
+                return {to + index + ".self_attn.", part::qkv};
+            return {to + index + "." + detail::hf_block_rest(tail), part::plain};
+        }
+        return {name, part::plain};
+    }
+
+    naming_scheme detect() const {
+        if (file_.contains("visual.conv1.weight") || file_.contains("token_embedding.weight")) return naming_scheme::openai;
+        if (file_.contains("vision_model.embeddings.patch_embedding.weight") ||
+            file_.contains("text_model.embeddings.token_embedding.weight"))
+            return naming_scheme::huggingface;
+        std::string sample;
+        for (std::size_t i = 0; i < std::min<std::size_t>(names_.size(), 5); ++i) sample += (i ? ", " : "") + names_[i];
+        throw io_error(detail::message(file_.path().string(), ": unknown naming scheme: neither OpenAI/OpenCLIP names ",
+                                       "(visual.conv1.weight, token_embedding.weight) nor Hugging Face CLIPModel names ",
+                                       "(vision_model.embeddings.patch_embedding.weight) are present; first tensors: ",
+                                       sample.empty() ? "(none)" : sample));
+    }
+
+    safetensors file_;
+    std::vector<std::string> names_;
+    naming_scheme scheme_ = naming_scheme::openai;
+};
+
+/// Reads an OpenCLIP model config (`embed_dim`, `vision_cfg`, `text_cfg`, `quick_gelu`) or a
+/// Hugging Face CLIPConfig (`projection_dim`, `vision_config`, `text_config`, `hidden_act`).
+inline clip_config read_config(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    detail::check<io_error>(static_cast<bool>(in), path.string(), ": cannot open the model config");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        throw io_error(detail::message(path.string(), ": invalid JSON: ", e.what()));
+    }
+    const std::string file = path.string();
+    const auto number = [&](const nlohmann::json& object, const char* key, std::int64_t fallback) -> std::int64_t {
+        if (!object.contains(key)) return fallback;
+        detail::check<io_error>(object[key].is_number_integer(), file, ": '", key, "' must be an integer");
+        return object[key].get<std::int64_t>();
+    };
+    try {
+        clip_config c;
+        if (j.contains("vision_cfg") && j.contains("text_cfg")) { // OpenCLIP
+            const nlohmann::json& v = j["vision_cfg"];
+            const nlohmann::json& t = j["text_cfg"];
+            c.embed_dim = number(j, "embed_dim", c.embed_dim);
+            c.act = j.value("quick_gelu", false) ? activation::quick_gelu : activation::gelu;
+            c.vision.image_size = number(v, "image_size", 224);
+            c.vision.width = number(v, "width", 768);
+            const std::int64_t head_width = number(v, "head_width", 64);
+            if (v.contains("layers") && v["layers"].is_array()) {
+                detail::check<io_error>(v["layers"].size() == 4, file, ": vision_cfg.layers must list 4 stages");
+                c.vision.kind = vision_kind::resnet;
+                for (std::size_t i = 0; i < 4; ++i) c.vision.resnet_layers[i] = v["layers"][i].get<std::int64_t>();
+                c.vision.heads = c.vision.width * 32 / head_width;
+            } else {
+                c.vision.kind = vision_kind::vit;
+                c.vision.layers = number(v, "layers", 12);
+                c.vision.patch_size = number(v, "patch_size", 16);
+                c.vision.heads = c.vision.width / head_width;
+            }
+            c.text.context_length = number(t, "context_length", 77);
+            c.text.vocab_size = number(t, "vocab_size", 49408);
+            c.text.width = number(t, "width", 512);
+            c.text.heads = number(t, "heads", 8);
+            c.text.layers = number(t, "layers", 12);
+        } else if (j.contains("vision_config") && j.contains("text_config")) { // Hugging Face
+            const nlohmann::json& v = j["vision_config"];
+            const nlohmann::json& t = j["text_config"];
+            c.embed_dim = number(j, "projection_dim", 512);
+            const std::string act = t.value("hidden_act", std::string("quick_gelu"));
+            detail::check<io_error>(act == "quick_gelu" || act == "gelu", file, ": unsupported hidden_act '", act, "'");
+            c.act = act == "gelu" ? activation::gelu : activation::quick_gelu;
+            c.layer_norm_eps = t.value("layer_norm_eps", 1e-5f);
+            c.vision.kind = vision_kind::vit;
+            c.vision.image_size = number(v, "image_size", 224);
+            c.vision.width = number(v, "hidden_size", 768);
+            c.vision.layers = number(v, "num_hidden_layers", 12);
+            c.vision.patch_size = number(v, "patch_size", 32);
+            c.vision.heads = number(v, "num_attention_heads", 12);
+            c.text.context_length = number(t, "max_position_embeddings", 77);
+            c.text.vocab_size = number(t, "vocab_size", 49408);
+            c.text.width = number(t, "hidden_size", 512);
+            c.text.heads = number(t, "num_attention_heads", 8);
+            c.text.layers = number(t, "num_hidden_layers", 12);
+        } else {
+            throw io_error(detail::message(file, ": not a model config: expected OpenCLIP's vision_cfg/text_cfg or ",
+                                           "Hugging Face's vision_config/text_config"));
+        }
+        c.validate();
+        return c;
+    } catch (const nlohmann::json::exception& e) {
+        throw io_error(detail::message(file, ": malformed model config: ", e.what()));
+    } catch (const io_error&) {
+        throw;
+    } catch (const error& e) {
+        throw io_error(detail::message(file, ": ", e.what()));
+    }
+}
+
+} // namespace clip

@@ -1,0 +1,59 @@
+// clip/models/text_transformer.hpp: the text tower of OpenAI CLIP (`encode_text`).
+//
+//   x = token_embedding[text] + positional_embedding            [M, ctx, W]
+//   x = transformer(x) with the causal mask (token i attends to j ≤ i)
+//   features = ln_final(x[m, argmax(text[m])]) · text_projection  [M, E]
+// Pooling takes the position of the highest token id (the EOT token; the first one on ties).
+// ln_final is per position, so it runs on the pooled rows only. Intermediates: txt.embed,
+// txt.block.K, txt.ln_final (all positions, only when traced), txt.eot_index, txt.pooled.
+#pragma once
+
+#include "clip/expr/node.hpp"
+#include "clip/models/config.hpp"
+#include "clip/nn/transformer.hpp"
+#include "clip/ops/embedding.hpp"
+#include "clip/ops/reduce.hpp"
+
+namespace clip {
+
+struct text_transformer {
+    text_config config;
+    tensor token_embedding;      // [V, W]
+    tensor positional_embedding; // [ctx, W]
+    nn::transformer transformer;
+    nn::layer_norm ln_final;
+    tensor text_projection;      // [W, E]
+    packed_weights projection_packed;
+
+    static text_transformer load(nn::parameter_source& source, const clip_config& c) {
+        const text_config& t = c.text;
+        text_transformer m;
+        m.config = t;
+        m.token_embedding = source.get("token_embedding.weight", {t.vocab_size, t.width});
+        m.positional_embedding = source.get("positional_embedding", {t.context_length, t.width});
+        m.transformer = nn::transformer::load(source, "transformer", t.width, t.layers, t.heads, c.act, c.layer_norm_eps);
+        m.ln_final = nn::layer_norm::load(source, "ln_final", t.width, c.layer_norm_eps);
+        m.text_projection = source.get("text_projection", {t.width, c.embed_dim});
+        m.projection_packed = packed_weights(m.text_projection);
+        return m;
+    }
+
+    /// text: [M, ctx] token ids (i32 or i64) -> features [M, E]
+    tensor operator()(const tensor& text, const nn::trace* observer = nullptr) const {
+        const std::int64_t M = text.size(0), W = config.width;
+        const tensor x = eval(embedding(token_embedding, text) + positional_embedding); // [M, ctx, W]
+        nn::record(observer, "txt.embed", x);
+        const tensor encoded = transformer(x, true, observer, "txt");
+        if (observer && *observer) nn::record(observer, "txt.ln_final", ln_final(encoded));
+        const tensor eot = argmax(text, -1); // [M]
+        nn::record(observer, "txt.eot_index", eot);
+        const std::int64_t* position = eot.data<std::int64_t>();
+        tensor pooled = tensor::empty({M, W});
+        for (std::int64_t m = 0; m < M; ++m) pooled.select(0, m).copy_from(encoded.select(0, m).select(0, position[m]));
+        pooled = ln_final(pooled);
+        nn::record(observer, "txt.pooled", pooled);
+        return matmul(pooled, projection_packed);
+    }
+};
+
+} // namespace clip

@@ -1,0 +1,63 @@
+// clip/models/vision_transformer.hpp: OpenAI CLIP's VisionTransformer (`visual.*` of ViT models).
+//
+//   patches = conv1(image)            [N, W, g, g]   kernel = stride = patch, no bias
+//   x = [class_embedding; patches] + positional_embedding      [N, g²+1, W]  (patch = row·g + col)
+//   x = transformer(ln_pre(x));  features = ln_post(x[:, 0]) · proj          [N, E]
+// Intermediates are reported as vis.conv1, vis.embed, vis.ln_pre, vis.block.K, vis.ln_post.
+#pragma once
+
+#include "clip/expr/node.hpp"
+#include "clip/models/config.hpp"
+#include "clip/nn/transformer.hpp"
+#include "clip/ops/conv.hpp"
+
+namespace clip {
+
+struct vision_transformer {
+    vision_config config;
+    tensor conv1;                // [W, 3, P, P]
+    packed_weights conv1_packed; // conv1, in the backend's layout
+    tensor class_embedding;      // [W]
+    tensor positional_embedding; // [T, W]
+    nn::layer_norm ln_pre, ln_post;
+    nn::transformer transformer;
+    tensor proj;                 // [W, E]
+    packed_weights proj_packed;
+
+    static vision_transformer load(nn::parameter_source& source, const clip_config& c) {
+        const vision_config& v = c.vision;
+        const std::int64_t W = v.width, P = v.patch_size, T = v.tokens();
+        vision_transformer m;
+        m.config = v;
+        m.conv1 = source.get("visual.conv1.weight", {W, 3, P, P});
+        m.conv1_packed = packed_weights(m.conv1);
+        m.class_embedding = source.get("visual.class_embedding", {W});
+        m.positional_embedding = source.get("visual.positional_embedding", {T, W});
+        m.ln_pre = nn::layer_norm::load(source, "visual.ln_pre", W, c.layer_norm_eps);
+        m.transformer = nn::transformer::load(source, "visual.transformer", W, v.layers, v.heads, c.act, c.layer_norm_eps);
+        m.ln_post = nn::layer_norm::load(source, "visual.ln_post", W, c.layer_norm_eps);
+        m.proj = source.get("visual.proj", {W, c.embed_dim});
+        m.proj_packed = packed_weights(m.proj);
+        return m;
+    }
+
+    /// images: [N, 3, R, R] f32 -> features [N, E]
+    tensor operator()(const tensor& images, const nn::trace* observer = nullptr) const {
+        const std::int64_t N = images.size(0), W = config.width, T = config.tokens(), P = config.patch_size;
+        const tensor patches = conv2d(images, conv1_packed, {.stride = {P, P}}); // [N, W, g, g]
+        nn::record(observer, "vis.conv1", patches);
+        const tensor x = tensor::empty({N, T, W});
+        x.slice(1, 0, 1).copy_from(class_embedding);
+        x.slice(1, 1, T).copy_from(patches.view({N, W, T - 1}).transpose(1, 2));
+        assign(x, x + positional_embedding);
+        nn::record(observer, "vis.embed", x);
+        const tensor normed = ln_pre(x);
+        nn::record(observer, "vis.ln_pre", normed);
+        const tensor encoded = transformer(normed, false, observer, "vis");
+        const tensor pooled = ln_post(encoded.select(1, 0)); // [N, W]
+        nn::record(observer, "vis.ln_post", pooled);
+        return matmul(pooled, proj_packed);
+    }
+};
+
+} // namespace clip

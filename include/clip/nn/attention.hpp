@@ -1,0 +1,47 @@
+// clip/nn/attention.hpp: torch.nn.MultiheadAttention as CLIP uses it (self-attention).
+//
+// in_proj packs the q, k and v projections as rows [q; k; v] of one [3W, W] weight, so one
+// product makes all three; head h uses features h·D ... h·D + D-1 (D = W / heads). Per head:
+//   scores = (q kᵀ) / sqrt(D)   (+ causal mask: key j ≤ query i),   p = softmax(scores),
+//   context = p v,  heads concatenated, then out_proj.
+// Layout: x [B, T, W] batch-first (the reference runs [T, B, W]; the math is per sequence).
+#pragma once
+
+#include <cmath>
+
+#include "clip/nn/linear.hpp"
+#include "clip/ops/rowwise.hpp"
+
+namespace clip::nn {
+
+struct multihead_attention {
+    linear in_proj;  // [3W, W]
+    linear out_proj; // [W, W]
+    std::int64_t heads = 1;
+
+    static multihead_attention load(parameter_source& source, const std::string& prefix, std::int64_t width,
+                                    std::int64_t heads) {
+        detail::check<shape_error>(heads > 0 && width % heads == 0, prefix, ": width ", width,
+                                   " is not divisible by ", heads, " heads");
+        return {linear::from(source.get(prefix + ".in_proj_weight", {3 * width, width}),
+                             source.get(prefix + ".in_proj_bias", {3 * width})),
+                linear::load(source, prefix + ".out_proj", width, width), heads};
+    }
+
+    /// x: [B, T, W] -> residual + out_proj(attention(x)): [B, T, W]
+    tensor operator()(const tensor& x, bool causal, const tensor& residual = {}) const {
+        const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2), D = W / heads;
+        const tensor qkv = in_proj(x);                              // [B, T, 3W]
+        const tensor split = qkv.view({B, T, 3, heads, D});         // views from here on
+        const tensor q = split.select(2, 0).transpose(1, 2);        // [B, H, T, D]
+        const tensor k = split.select(2, 1).transpose(1, 2);        // [B, H, T, D]
+        const tensor v = split.select(2, 2).transpose(1, 2);        // [B, H, T, D]
+        const tensor scores = matmul(q, k.t(), {.scale = 1.0f / std::sqrt(static_cast<float>(D))}); // [B, H, T, T]
+        const tensor probs = causal ? causal_softmax(scores) : softmax(scores);
+        const tensor context = matmul(probs, v);                    // [B, H, T, D]
+        const tensor merged = context.transpose(1, 2).reshape({B, T, W});
+        return out_proj(merged, activation::none, residual);
+    }
+};
+
+} // namespace clip::nn

@@ -1,0 +1,36 @@
+// clip/nn/linear.hpp: torch.nn.Linear, y = x Wᵀ + b, with the activation and residual fused.
+//
+// The weight is kept in PyTorch's [out, in] layout and handed to the backend as its transpose
+// (a stride, not a copy) wrapped in packed_weights, so the backend packs it once.
+#pragma once
+
+#include "clip/nn/parameters.hpp"
+#include "clip/ops/matmul.hpp"
+
+namespace clip::nn {
+
+struct linear {
+    tensor weight;          // [out, in]
+    tensor bias;            // [out] or undefined
+    packed_weights packed;  // weight.t(), [in, out]
+
+    static linear from(tensor weight, tensor bias = {}) {
+        linear l{std::move(weight), std::move(bias), {}};
+        l.packed = packed_weights(l.weight.t());
+        return l;
+    }
+    static linear load(parameter_source& source, const std::string& prefix, std::int64_t in, std::int64_t out,
+                       bool has_bias = true) {
+        return from(source.get(prefix + ".weight", {out, in}), has_bias ? source.get(prefix + ".bias", {out}) : tensor{});
+    }
+
+    std::int64_t in_features() const { return weight.size(1); }
+    std::int64_t out_features() const { return weight.size(0); }
+
+    /// x: [..., in] -> act(x Wᵀ + b) + residual: [..., out]
+    tensor operator()(const tensor& x, activation act = activation::none, const tensor& residual = {}) const {
+        return matmul(x, packed, {.bias = bias, .act = act, .residual = residual});
+    }
+};
+
+} // namespace clip::nn

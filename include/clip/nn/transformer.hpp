@@ -1,0 +1,62 @@
+// clip/nn/transformer.hpp: OpenAI CLIP's Transformer of ResidualAttentionBlocks.
+//
+// Each block is pre-norm:  x = x + attn(ln_1(x));  x = x + c_proj(act(c_fc(ln_2(x)))),
+// act = QuickGELU for OpenAI's models (GELU when a config says so). Both residual adds are fused
+// into the products that end each branch.
+#pragma once
+
+#include <vector>
+
+#include "clip/nn/attention.hpp"
+#include "clip/nn/layer_norm.hpp"
+#include "clip/nn/trace.hpp"
+
+namespace clip::nn {
+
+struct residual_block {
+    layer_norm ln_1;
+    multihead_attention attn;
+    layer_norm ln_2;
+    linear c_fc;   // [4W, W]
+    linear c_proj; // [W, 4W]
+    activation act = activation::quick_gelu;
+
+    static residual_block load(parameter_source& source, const std::string& prefix, std::int64_t width,
+                               std::int64_t heads, activation act, float eps) {
+        return {layer_norm::load(source, prefix + ".ln_1", width, eps),
+                multihead_attention::load(source, prefix + ".attn", width, heads),
+                layer_norm::load(source, prefix + ".ln_2", width, eps),
+                linear::load(source, prefix + ".mlp.c_fc", width, 4 * width),
+                linear::load(source, prefix + ".mlp.c_proj", 4 * width, width), act};
+    }
+
+    /// x: [B, T, W] -> [B, T, W]
+    tensor operator()(const tensor& x, bool causal) const {
+        const tensor h = attn(ln_1(x), causal, x);
+        return c_proj(c_fc(ln_2(h), act), activation::none, h);
+    }
+};
+
+struct transformer {
+    std::vector<residual_block> blocks;
+
+    static transformer load(parameter_source& source, const std::string& prefix, std::int64_t width,
+                            std::int64_t layers, std::int64_t heads, activation act, float eps) {
+        transformer t;
+        for (std::int64_t i = 0; i < layers; ++i)
+            t.blocks.push_back(
+                residual_block::load(source, prefix + ".resblocks." + std::to_string(i), width, heads, act, eps));
+        return t;
+    }
+
+    /// x: [B, T, W] -> [B, T, W]; reports "<trace_prefix>.block.K" after each block.
+    tensor operator()(tensor x, bool causal, const trace* observer = nullptr, const std::string& trace_prefix = "") const {
+        for (std::size_t i = 0; i < blocks.size(); ++i) {
+            x = blocks[i](x, causal);
+            record(observer, trace_prefix + ".block." + std::to_string(i), x);
+        }
+        return x;
+    }
+};
+
+} // namespace clip::nn

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Reads safetensors files with the standard library only (struct + json), for tests/cli/check.sh.
+
+  safetensors_check.py compare OUT NAME REF REF_NAME   tensors equal within 1e-4 * max(1, max|ref|)
+  safetensors_check.py names FILE                      the tensor names, one a line
+  safetensors_check.py parameters FILE                 element count, BatchNorm statistics excluded
+  safetensors_check.py bench-json                      stdin: one JSON line per measurement
+"""
+import json
+import math
+import struct
+import sys
+
+FORMATS = {"F32": "f", "F64": "d", "F16": "e", "I64": "q", "I32": "i", "U8": "B"}
+
+
+def header(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)), 8 + n
+
+
+def read(path, name):
+    h, start = header(path)
+    if name not in h:
+        sys.exit(f"{path}: no tensor {name!r} (has {sorted(k for k in h if k != '__metadata__')})")
+    entry = h[name]
+    begin, end = entry["data_offsets"]
+    with open(path, "rb") as f:
+        f.seek(start + begin)
+        data = f.read(end - begin)
+    if entry["dtype"] == "BF16":
+        raw = struct.unpack(f"<{len(data) // 2}H", data)
+        values = [struct.unpack("<f", struct.pack("<I", v << 16))[0] for v in raw]
+    else:
+        code = FORMATS[entry["dtype"]]
+        values = list(struct.unpack(f"<{len(data) // struct.calcsize(code)}{code}", data))
+    return entry["shape"], entry["dtype"], values
+
+
+def compare(out, name, ref, ref_name):
+    shape, dtype, got = read(out, name)
+    ref_shape, _, want = read(ref, ref_name)
+    if dtype != "F32":
+        sys.exit(f"{out}:{name} is {dtype}, expected F32")
+    if shape != ref_shape:
+        sys.exit(f"{out}:{name} has shape {shape}, {ref}:{ref_name} has {ref_shape}")
+    diff = max((abs(a - b) for a, b in zip(got, want)), default=0.0)
+    bound = 1e-4 * max(1.0, max((abs(b) for b in want), default=0.0))
+    if not diff <= bound or any(math.isnan(a) for a in got):
+        sys.exit(f"{out}:{name} vs {ref}:{ref_name}: max abs diff {diff:.3g} > {bound:.3g}")
+    print(f"{name} {shape} matches {ref_name}: max abs diff {diff:.3g} (bound {bound:.3g})")
+
+
+def parameters(path):
+    h, _ = header(path)
+    return sum(math.prod(e["shape"]) for k, e in h.items()
+               if k != "__metadata__" and "running_" not in k and "num_batches_tracked" not in k)
+
+
+def bench_json():
+    fields = {"model": str, "task": str, "batch": int, "threads": int, "items_per_s": (int, float),
+              "ms_per_batch": (int, float), "peak_rss_mb": (int, float)}
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        sys.exit("bench printed nothing")
+    for line in lines:
+        row = json.loads(line)
+        for key, kind in fields.items():
+            if not isinstance(row.get(key), kind):
+                sys.exit(f"bench line lacks {key!r} of type {kind}: {line}")
+        if not row["items_per_s"] > 0 or not row["ms_per_batch"] > 0:
+            sys.exit(f"bench line has non-positive timings: {line}")
+    print(f"{len(lines)} JSON line(s) with {', '.join(fields)}")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "compare":
+        compare(*args)
+    elif command == "names":
+        h, _ = header(args[0])
+        print("\n".join(k for k in h if k != "__metadata__"))
+    elif command == "parameters":
+        print(parameters(args[0]))
+    elif command == "bench-json":
+        bench_json()
+    else:
+        sys.exit(f"unknown command {command!r}")

@@ -1,0 +1,190 @@
+// Tests for clip/models/: every reference fixture reproduced layer by layer (ViT, ModifiedResNet,
+// the Hugging-Face-named copy, the end-to-end model), with f32 weights and with the same weights
+// stored as f16; architecture inference; presets and random initialisation.
+#include "../support.hpp"
+
+#include <map>
+
+using clip::shape;
+using clip::tensor;
+
+namespace {
+
+/// The README's tolerance: max |a - b| <= rel · max(1, max |b|).
+void check_matches(const std::string& name, const tensor& actual, const tensor& expected, double rel = 1e-4) {
+    INFO("tensor " << name);
+    REQUIRE(actual.shape() == expected.shape());
+    const std::vector<float> a = actual.to_vector<float>(), b = expected.to_vector<float>();
+    double worst = 0.0, scale = 1.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
+        scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+    }
+    INFO("max abs error " << worst << ", allowed " << rel * scale);
+    CHECK(worst <= rel * scale);
+}
+
+struct fixture_run {
+    std::map<std::string, tensor> seen;
+    clip::nn::trace observer = [this](const std::string& name, const tensor& value) { seen[name] = value.clone(); };
+};
+
+/// Runs `model` on the inputs of `<name>_io.safetensors` and compares every output and
+/// every intermediate the fixture has.
+void check_against_fixture(const clip::model& model, const std::filesystem::path& io_path, double rel) {
+    const clip::safetensors io = clip::safetensors::open(io_path);
+    fixture_run image_run, text_run;
+    const tensor image = io.get("image"), text = io.get("text");
+    const tensor image_features = model.encode_image(image, &image_run.observer);
+    const tensor text_features = model.encode_text(text, &text_run.observer);
+    check_matches("image_features", image_features, io.get("image_features"), rel);
+    check_matches("text_features", text_features, io.get("text_features"), rel);
+    check_matches("image_features_normalized", clip::l2_normalize(image_features), io.get("image_features_normalized"), rel);
+    const auto logits = model.logits(image, text);
+    check_matches("logits_per_image", logits.per_image, io.get("logits_per_image"), rel);
+    check_matches("logits_per_text", logits.per_text, io.get("logits_per_text"), rel);
+    int intermediates = 0;
+    for (const std::string& key : io.names()) {
+        if (key.rfind("vis.", 0) != 0 && key.rfind("txt.", 0) != 0) continue;
+        const auto& seen = key[0] == 'v' ? image_run.seen : text_run.seen;
+        const auto it = seen.find(key);
+        INFO("intermediate " << key);
+        REQUIRE(it != seen.end());
+        check_matches(key, it->second, io.get(key), rel);
+        ++intermediates;
+    }
+    CHECK(intermediates > 0);
+}
+
+/// A copy of a checkpoint with every f32 tensor stored as f16, in a temporary file.
+std::filesystem::path as_f16(const std::filesystem::path& weights) {
+    const clip::safetensors file = clip::safetensors::open(weights);
+    std::vector<std::pair<std::string, tensor>> tensors;
+    for (const std::string& name : file.names()) {
+        const tensor t = file.get(name);
+        tensors.emplace_back(name, t.dtype() == clip::dtype::f32 ? t.to(clip::dtype::f16) : t);
+    }
+    const auto path = std::filesystem::temp_directory_path() / ("clip-f16-" + weights.filename().string());
+    clip::save_safetensors(path, tensors);
+    return path;
+}
+
+/// The fixture directory, or a message saying why the case is skipped.
+std::optional<std::filesystem::path> fixtures() {
+    auto dir = clip::test::reference_dir();
+    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
+    return dir;
+}
+
+} // namespace
+
+TEST_CASE("the ViT fixture, layer by layer") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "vit.safetensors");
+    CHECK(model.scheme() == clip::naming_scheme::openai);
+    const clip::clip_config& c = model.config();
+    CHECK(c.vision.kind == clip::vision_kind::vit);
+    CHECK(c.vision.image_size == 32);
+    CHECK(c.vision.patch_size == 8);
+    CHECK(c.vision.width == 128);
+    CHECK(c.vision.layers == 2);
+    CHECK(c.vision.heads == 2);
+    CHECK(c.text.layers == 2);
+    CHECK(c.text.vocab_size == 1000);
+    CHECK(c.embed_dim == 64);
+    CHECK(model.logit_scale() == doctest::Approx(3.2));
+    check_against_fixture(model, *dir / "vit_io.safetensors", 1e-4);
+}
+
+TEST_CASE("the ModifiedResNet fixture, layer by layer") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "resnet.safetensors");
+    const clip::clip_config& c = model.config();
+    CHECK(c.vision.kind == clip::vision_kind::resnet);
+    CHECK(c.vision.image_size == 64);
+    CHECK(c.vision.width == 8);
+    CHECK(c.vision.resnet_layers == std::array<std::int64_t, 4>{1, 1, 1, 1});
+    CHECK(c.vision.heads == 4);
+    CHECK(c.text.width == 64);
+    CHECK(c.text.heads == 1);
+    check_against_fixture(model, *dir / "resnet_io.safetensors", 1e-4);
+}
+
+TEST_CASE("the Hugging Face copy of the ViT, with and without its config.json") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model inferred = clip::model::load(*dir / "vit_hf.safetensors");
+    CHECK(inferred.scheme() == clip::naming_scheme::huggingface);
+    check_against_fixture(inferred, *dir / "vit_io.safetensors", 1e-4);
+    const clip::model configured = clip::model::load(*dir / "vit_hf.safetensors", *dir / "vit_hf_config.json");
+    CHECK(configured.config().act == clip::activation::quick_gelu);
+    CHECK(configured.config().vision.heads == 2);
+    check_against_fixture(configured, *dir / "vit_io.safetensors", 1e-4);
+    CHECK(configured.parameter_count() == clip::model::load(*dir / "vit.safetensors").parameter_count());
+}
+
+TEST_CASE("the end-to-end model on real captions and photos") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "e2e.safetensors");
+    CHECK(model.config().vision.image_size == 224);
+    CHECK(model.config().text.vocab_size == 49408);
+    check_against_fixture(model, *dir / "e2e_io.safetensors", 1e-4);
+}
+
+TEST_CASE("f16 checkpoints load and stay close to the reference") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    // Rounding every weight to f16 (relative error up to 2^-11) moves the outputs by about
+    // 1e-3 of their scale on these models; 1e-2 leaves a margin while still catching any
+    // wrongly mapped or unconverted tensor (those give errors of order 1).
+    for (const char* name : {"vit", "resnet"}) {
+        CAPTURE(name);
+        const auto path = as_f16(*dir / (std::string(name) + ".safetensors"));
+        const clip::model model = clip::model::load(path);
+        check_against_fixture(model, *dir / (std::string(name) + "_io.safetensors"), 1e-2);
+        std::filesystem::remove(path);
+    }
+}
+
+TEST_CASE("inputs of the wrong shape or dtype are rejected with the expected shape") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "vit.safetensors");
+    const std::string message = clip::test::error_message([&] { model.encode_image(tensor::zeros({2, 3, 64, 64})); });
+    CHECK(clip::test::contains(message, "[N, 3, 32, 32]"));
+    CHECK(clip::test::contains(message, "[2, 3, 64, 64]"));
+    CHECK_THROWS_AS(model.encode_text(tensor::zeros({2, 76}, clip::dtype::i64)), clip::shape_error);
+    CHECK_THROWS_AS(model.encode_text(tensor::zeros({2, 77})), clip::dtype_error);
+    CHECK_THROWS_AS(model.encode_text(tensor::full({1, 77}, 1000, clip::dtype::i64)), clip::index_error);
+}
+
+TEST_CASE("presets and random initialisation") {
+    const clip::clip_config b32 = clip::preset("ViT-B/32");
+    CHECK(b32.vision.width == 768);
+    CHECK(b32.vision.heads == 12);
+    CHECK(b32.vision.tokens() == 50);
+    CHECK(clip::preset("RN50").vision.resnet_layers == std::array<std::int64_t, 4>{3, 4, 6, 3});
+    CHECK(clip::preset("RN50x4").vision.image_size == 288);
+    CHECK(clip::preset("ViT-L/14@336px").vision.image_size == 336);
+    CHECK_THROWS_AS(clip::preset("ViT-H/14"), clip::error);
+
+    // A small ViT and ResNet build, run, and give finite, deterministic features.
+    clip::clip_config small = clip::detail::make_vit(32, 32, 2, 64, 8, 64, 2);
+    small.text.vocab_size = 100;
+    const clip::model a = clip::model::random(small, 7), b = clip::model::random(small, 7);
+    const tensor images = clip::rand_normal({2, 3, 32, 32}, 1);
+    const tensor ids = tensor::full({2, 77}, 5, clip::dtype::i64);
+    const tensor fa = a.encode_image(images), fb = b.encode_image(images);
+    CHECK(fa.to_vector<float>() == fb.to_vector<float>());
+    for (float v : a.encode_text(ids).to_vector<float>()) REQUIRE(std::isfinite(v));
+    CHECK(a.logit_scale() == doctest::Approx(std::log(1 / 0.07)));
+    CHECK(a.parameter_count() > 0);
+
+    clip::clip_config resnet = clip::detail::make_resnet(32, 64, {1, 1, 1, 1}, 8, 64, 1);
+    resnet.text.vocab_size = 100;
+    const clip::model r = clip::model::random(resnet, 3);
+    for (float v : r.encode_image(clip::rand_normal({1, 3, 64, 64}, 2)).to_vector<float>()) REQUIRE(std::isfinite(v));
+}
