@@ -45,16 +45,16 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
     cmd->add_option("--batch", o.batches, "Batch size(s), e.g. 1,8,32: one measurement each")
         ->delimiter(',')
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Thread count(s), e.g. 1,2 (default: CLIP_NUM_THREADS, else all cores)")
         ->delimiter(',')
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--iters", o.iters, "Timed calls per measurement (the median is reported)")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--warmup", o.warmup, "Untimed calls first (the first one creates the oneDNN plans)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(at_least(0));
     cmd->add_flag("--json", o.json, "Print only the JSON lines");
     cmd->footer("Fields: peer, model, task, batch, threads, device, items_per_s (batch / median), ms_per_batch\n"
                 "(median), cold_ms (first call, plans included), peak_rss_mb (the process's peak so far).");

@@ -2,6 +2,7 @@
 // tensor arguments, and building error messages.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <clip/clip.hpp>
 #include <clip/models/clip_model.hpp>
 
@@ -20,6 +21,25 @@ std::string message(const Args&... args) {
     std::ostringstream out;
     (out << ... << args);
     return out.str();
+}
+
+/// An integer option's lower bound. CLI11's own PositiveNumber prints the whole double range in
+/// its message; this one says what is wrong in a few words.
+inline CLI::Validator at_least(long long minimum) {
+    return CLI::Validator(
+        [minimum](std::string& text) -> std::string {
+            std::size_t used = 0;
+            long long value = 0;
+            try {
+                value = std::stoll(text, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || used != text.size()) return message("'", text, "' is not an integer");
+            if (value < minimum) return message("must be at least ", minimum, ", got ", value);
+            return {};
+        },
+        message(">=", minimum), "at_least");
 }
 
 /// A model and what `--model` said, for reports.

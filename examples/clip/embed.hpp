@@ -28,18 +28,20 @@ struct embed_options {
 
 inline CLI::App* add_embed_command(CLI::App& app, embed_options& o) {
     CLI::App* cmd = app.add_subcommand("embed", "Image and/or text embeddings of tensors stored in safetensors files");
-    const auto tensor_argument_validator = CLI::Validator(check_tensor_argument, "FILE:NAME", "tensor_argument");
+    const auto tensor_argument_validator = CLI::Validator(check_tensor_argument, "", "tensor_argument");
     cmd->add_option("--model", o.model, "Checkpoint (.safetensors, OpenAI/OpenCLIP or Hugging Face names) or preset")
         ->required();
     cmd->add_option("--config", o.config, "Model config JSON (OpenCLIP or Hugging Face); default: infer from shapes");
-    cmd->add_option("--images-from", o.images_from, "Images [N, 3, R, R] f32/f16/bf16, preprocessed: FILE.safetensors:NAME")
+    cmd->add_option("--images-from", o.images_from, "Images [N, 3, R, R] f32/f16/bf16, preprocessed: tensor NAME in FILE.safetensors")
+        ->type_name("FILE:NAME")
         ->check(tensor_argument_validator);
-    cmd->add_option("--tokens-from", o.tokens_from, "Token ids [M, context] i64/i32: FILE.safetensors:NAME")
+    cmd->add_option("--tokens-from", o.tokens_from, "Token ids [M, context] i64/i32: tensor NAME in FILE.safetensors")
+        ->type_name("FILE:NAME")
         ->check(tensor_argument_validator);
     cmd->add_option("--out", o.out, "Output safetensors: image_embeds [N, E], text_embeds [M, E], logit_scale []")
         ->required();
-    cmd->add_option("--batch", o.batch, "Rows encoded at a time (bounds memory)")->capture_default_str()->check(CLI::PositiveNumber);
-    cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
+    cmd->add_option("--batch", o.batch, "Rows encoded at a time (bounds memory)")->capture_default_str()->check(at_least(1));
+    cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
     cmd->footer("Writes the encoder outputs before L2 normalisation, in input order, atomically.\n"
                 "Example: clip embed --model vit.safetensors --images-from io.safetensors:image --out emb.safetensors");
     return cmd;

@@ -14,7 +14,8 @@
 
 int main(int argc, char** argv) {
     CLI::App app{"clip: CLIP image and text embeddings, model inspection and benchmarks", "clip"};
-    app.require_subcommand(1);
+    // No require_subcommand: with it CLI11 answers `clip frobnicate` with "A subcommand is
+    // required" instead of naming the unexpected word.
     app.footer("Run `clip <command> --help` for a command's options.");
 
     clip_tool::embed_options embed;
@@ -35,6 +36,10 @@ int main(int argc, char** argv) {
         if (embed_command->parsed()) clip_tool::run_embed(embed);
         else if (info_command->parsed()) clip_tool::run_info(info);
         else if (bench_command->parsed()) clip_tool::run_bench(bench);
+        else {
+            std::cerr << "clip: a command is required (embed, info or bench)\n\n" << app.help();
+            return 2;
+        }
         return 0;
     } catch (const std::exception& e) {
         // clip::error carries the library's messages; anything else (std::bad_alloc,

@@ -25,6 +25,7 @@
 #include "clip/ops/embedding.hpp"
 #include "clip/ops/matmul.hpp"
 #include "clip/ops/conv.hpp"
+#include "clip/ops/attention.hpp"
 
 #include "clip/io/safetensors.hpp"
 

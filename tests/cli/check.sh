@@ -79,6 +79,14 @@ else
     fail "embed without inputs: exit 1"
 fi
 
+# A preset needs no file: OpenAI's ViT-B/32 has 151,277,313 parameters.
+if run "info preset" 0 "$clip" info --model ViT-B/32 && contains "$tmp/stdout" "random init (preset)" \
+    && grep -qE '^parameters: +151,277,313$' "$tmp/stdout"; then
+    pass "info --model ViT-B/32: preset, 151,277,313 parameters"
+else
+    fail "info --model ViT-B/32: preset, 151,277,313 parameters"
+fi
+
 # ---- with the reference fixtures ------------------------------------------------------------
 if [[ ! -f "$reference/vit.safetensors" ]]; then
     echo "skipped: info/embed/bench checks, reference not found at $reference (set CLIP_REFERENCE_DIR)"
@@ -135,6 +143,20 @@ else
         embed_case resnet "$both" "$reference/resnet_io.safetensors" --model "$reference/resnet.safetensors" \
             --images-from "$reference/resnet_io.safetensors:image" --tokens-from "$reference/resnet_io.safetensors:text" --batch 2
     fi
+
+    # embed: f16/bf16 images are converted to f32; their rounding (2^-11, 2^-8 relative) moves
+    # the outputs by more than the f32 tolerance.
+    for dtype in F16 BF16; do
+        "${check_py[@]}" convert "$vit_io" image "$dtype" "$tmp/image_$dtype.safetensors"
+        if run "embed $dtype" 0 "$clip" embed --model "$vit" --images-from "$tmp/image_$dtype.safetensors:image" \
+                --out "$tmp/$dtype.safetensors" \
+            && "${check_py[@]}" compare "$tmp/$dtype.safetensors" image_embeds "$vit_io" image_features 5e-3 \
+                >>"$tmp/stdout" 2>>"$tmp/stderr"; then
+            pass "embed ($dtype images): converted, close to the reference"
+        else
+            fail "embed ($dtype images): converted, close to the reference"
+        fi
+    done
 
     # embed: errors that need a real model.
     if run "missing tensor" 1 "$clip" embed --model "$vit" --images-from "$vit_io:no_such_tensor" --out "$tmp/x.safetensors" \

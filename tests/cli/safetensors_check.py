@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Reads safetensors files with the standard library only (struct + json), for tests/cli/check.sh.
 
-  safetensors_check.py compare OUT NAME REF REF_NAME   tensors equal within 1e-4 * max(1, max|ref|)
+  safetensors_check.py compare OUT NAME REF REF_NAME [TOL]
+                                                       tensors equal within TOL * max(1, max|ref|), TOL 1e-4
+  safetensors_check.py convert IN NAME DTYPE OUT      writes IN's tensor NAME as DTYPE (F16, BF16) to OUT
   safetensors_check.py names FILE                      the tensor names, one a line
   safetensors_check.py parameters FILE                 element count, BatchNorm statistics excluded
   safetensors_check.py bench-json                      stdin: one JSON line per measurement
@@ -38,7 +40,7 @@ def read(path, name):
     return entry["shape"], entry["dtype"], values
 
 
-def compare(out, name, ref, ref_name):
+def compare(out, name, ref, ref_name, tolerance="1e-4"):
     shape, dtype, got = read(out, name)
     ref_shape, _, want = read(ref, ref_name)
     if dtype != "F32":
@@ -46,10 +48,23 @@ def compare(out, name, ref, ref_name):
     if shape != ref_shape:
         sys.exit(f"{out}:{name} has shape {shape}, {ref}:{ref_name} has {ref_shape}")
     diff = max((abs(a - b) for a, b in zip(got, want)), default=0.0)
-    bound = 1e-4 * max(1.0, max((abs(b) for b in want), default=0.0))
+    bound = float(tolerance) * max(1.0, max((abs(b) for b in want), default=0.0))
     if not diff <= bound or any(math.isnan(a) for a in got):
         sys.exit(f"{out}:{name} vs {ref}:{ref_name}: max abs diff {diff:.3g} > {bound:.3g}")
     print(f"{name} {shape} matches {ref_name}: max abs diff {diff:.3g} (bound {bound:.3g})")
+
+
+def convert(path, name, dtype, out):
+    shape, _, values = read(path, name)
+    if dtype == "BF16":  # round to nearest even on the upper 16 bits
+        bits = [struct.unpack("<I", struct.pack("<f", v))[0] for v in values]
+        data = struct.pack(f"<{len(bits)}H", *(((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF for b in bits))
+    else:
+        data = struct.pack(f"<{len(values)}{FORMATS[dtype]}", *values)
+    text = json.dumps({name: {"dtype": dtype, "shape": shape, "data_offsets": [0, len(data)]}}).encode()
+    text += b" " * (-len(text) % 8)
+    with open(out, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
 
 
 def parameters(path):
@@ -78,6 +93,8 @@ if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "compare":
         compare(*args)
+    elif command == "convert":
+        convert(*args)
     elif command == "names":
         h, _ = header(args[0])
         print("\n".join(k for k in h if k != "__metadata__"))

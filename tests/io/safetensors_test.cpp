@@ -380,6 +380,13 @@ TEST_CASE("malformed files are rejected with a message naming the file and the t
          "runs past the end of the file", ""},
         {"length-2^63", bytes([](const std::string& v) { return length_prefix(std::uint64_t{1} << 63) + v.substr(8); }),
          "header length 9223372036854775808", ""},
+        {"length-over-limit",
+         [](const fs::path& p, const std::string&) {
+             // A sparse 200 MB file: a 150 MB header fits in it but is past the 100 MB limit.
+             write_file(p, length_prefix(150'000'000) + "{}");
+             fs::resize_file(p, 200'000'000);
+         },
+         "header length 150000000 exceeds the limit of 100000000 bytes", ""},
         {"length-zero", bytes([](const std::string& v) { return length_prefix(0) + v.substr(8); }), "invalid JSON", ""},
         {"invalid-json", header_text(R"({"alpha": {"dtype": "F32", )"), "invalid JSON: [json.exception.parse_error", ""},
         {"invalid-utf8", header_text("{\"alph\xff\": {}}"), "invalid JSON", ""},
@@ -417,7 +424,7 @@ TEST_CASE("malformed files are rejected with a message naming the file and the t
         {"offsets-float", edit([](json& h) { h["alpha"]["data_offsets"] = {0.0, 24}; }), "non-negative integers", "alpha"},
         {"offsets-one", edit([](json& h) { h["alpha"]["data_offsets"] = {24}; }), "must be an array [begin, end]", "alpha"},
         {"offsets-three", edit([](json& h) { h["alpha"]["data_offsets"] = {0, 12, 24}; }), "must be an array [begin, end]", "alpha"},
-        {"size-mismatch", edit([](json& h) { h["alpha"]["shape"] = {2, 2}; }), "span 24 bytes, but shape [2, 2] of F32 needs 16",
+        {"size-mismatch", edit([](json& h) { h["alpha"]["shape"] = {2, 2}; }), "span 24 bytes, but shape [2,2] of F32 needs 16",
          "alpha"},
         {"scalar-mismatch", edit([](json& h) { h["beta"]["shape"] = json::array(); }), "span 16 bytes, but shape [] of I64 needs 8",
          "beta"},

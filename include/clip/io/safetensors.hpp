@@ -42,7 +42,8 @@
 // Writing. `save_safetensors` writes the tensors in the given order with the header padded to an
 // 8-byte boundary, and does so atomically: into a temporary file in the destination's directory,
 // flushed to disk, then renamed over the destination. A failure at any point removes the
-// temporary and leaves an existing destination untouched.
+// temporary and leaves an existing destination untouched. (A symbolic link at the destination is
+// replaced by the file, not followed.)
 #pragma once
 
 #include <algorithm>
@@ -183,6 +184,7 @@ public:
     atomic_file(std::filesystem::path destination, std::string_view op)
         : destination_(std::move(destination)), op_(op) {
         const std::filesystem::path directory = destination_.parent_path();
+        const std::string shown_directory = directory.empty() ? std::string(".") : directory.string();
         // Same directory, so the rename stays within one file system and is atomic; a leading
         // dot keeps the temporary out of plain `ls`. pid + counter + clock make the name
         // unique across processes, threads and retries; O_EXCL makes sure of it.
@@ -194,9 +196,9 @@ public:
             // 0666 and the umask: the same permissions a plain create would give the file.
             fd_.reset(::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
             if (const int error = errno; !fd_.valid() && error != EEXIST)
-                fail(message("cannot create a temporary file in \"", directory.string(), "\""), error);
+                fail(message("cannot create a temporary file in \"", shown_directory, "\""), error);
         }
-        if (!fd_.valid()) fail(message("cannot create a temporary file in \"", directory.string(), "\""), EEXIST);
+        if (!fd_.valid()) fail(message("cannot create a temporary file in \"", shown_directory, "\""), EEXIST);
     }
     atomic_file(const atomic_file&) = delete;
     atomic_file& operator=(const atomic_file&) = delete;
@@ -422,7 +424,7 @@ private:
             fail_tensor(name, "\"data_offsets\" ", offsets_field.dump(), " end before they begin");
         if (out.end - out.begin != nbytes)
             fail_tensor(name, "\"data_offsets\" ", offsets_field.dump(), " span ", out.end - out.begin,
-                        " bytes, but shape ", out.shape, " of ", dtype_field.get_ref<const std::string&>(), " needs ",
+                        " bytes, but shape ", shape_field.dump(), " of ", dtype_field.get_ref<const std::string&>(), " needs ",
                         nbytes);
         if (out.end > data_size_)
             fail_tensor(name, "\"data_offsets\" ", offsets_field.dump(), " run past the end of the data section (",

@@ -19,6 +19,7 @@
 #include "clip/models/config.hpp"
 #include "clip/nn/linear.hpp"
 #include "clip/nn/trace.hpp"
+#include "clip/ops/attention.hpp"
 #include "clip/ops/conv.hpp"
 #include "clip/ops/reduce.hpp"
 #include "clip/ops/rowwise.hpp"
@@ -101,9 +102,8 @@ struct attention_pool {
         const tensor q = q_proj(seq.slice(1, 0, 1)).view({N, 1, heads, D}).transpose(1, 2); // [N, H, 1, D]
         const tensor k = k_proj(seq).view({N, S, heads, D}).transpose(1, 2);                // [N, H, S, D]
         const tensor v = v_proj(seq).view({N, S, heads, D}).transpose(1, 2);                // [N, H, S, D]
-        const tensor probs = softmax(matmul(q, k.t(), {.scale = 1.0f / std::sqrt(static_cast<float>(D))}));
-        const tensor context = matmul(probs, v).transpose(1, 2).reshape({N, C});           // [N, C]
-        return c_proj(context);
+        const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), false); // [N, 1, C]
+        return c_proj(context.view({N, C}));
     }
 };
 

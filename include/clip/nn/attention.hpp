@@ -1,7 +1,8 @@
 // clip/nn/attention.hpp: torch.nn.MultiheadAttention as CLIP uses it (self-attention).
 //
 // in_proj packs the q, k and v projections as rows [q; k; v] of one [3W, W] weight, so one
-// product makes all three; head h uses features h·D ... h·D + D-1 (D = W / heads). Per head:
+// product makes all three; head h uses features h·D ... h·D + D-1 (D = W / heads); the heads are
+// strided views of that product, fed to the fused attention kernel (ops/attention.hpp). Per head:
 //   scores = (q kᵀ) / sqrt(D)   (+ causal mask: key j ≤ query i),   p = softmax(scores),
 //   context = p v,  heads concatenated, then out_proj.
 // Layout: x [B, T, W] batch-first (the reference runs [T, B, W]; the math is per sequence).
@@ -10,7 +11,7 @@
 #include <cmath>
 
 #include "clip/nn/linear.hpp"
-#include "clip/ops/rowwise.hpp"
+#include "clip/ops/attention.hpp"
 
 namespace clip::nn {
 
@@ -36,11 +37,8 @@ struct multihead_attention {
         const tensor q = split.select(2, 0).transpose(1, 2);        // [B, H, T, D]
         const tensor k = split.select(2, 1).transpose(1, 2);        // [B, H, T, D]
         const tensor v = split.select(2, 2).transpose(1, 2);        // [B, H, T, D]
-        const tensor scores = matmul(q, k.t(), {.scale = 1.0f / std::sqrt(static_cast<float>(D))}); // [B, H, T, T]
-        const tensor probs = causal ? causal_softmax(scores) : softmax(scores);
-        const tensor context = matmul(probs, v);                    // [B, H, T, D]
-        const tensor merged = context.transpose(1, 2).reshape({B, T, W});
-        return out_proj(merged, activation::none, residual);
+        const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), causal); // [B, T, W]
+        return out_proj(context, activation::none, residual);
     }
 };
 
