@@ -56,8 +56,9 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
         ->capture_default_str()
         ->check(at_least(0));
     cmd->add_flag("--json", o.json, "Print only the JSON lines");
-    cmd->footer("Fields: peer, model, task, batch, threads, device, items_per_s (batch / median), ms_per_batch\n"
-                "(median), cold_ms (first call, plans included), peak_rss_mb (the process's peak so far).");
+    cmd->footer("Fields: peer, model, task, batch, threads, device, dtype, items_per_s (batch / median),\n"
+                "ms_per_batch (median), cold_ms (first call, plans included), iters, peak_rss_mb (the\n"
+                "process's peak so far).");
     return cmd;
 }
 
@@ -133,6 +134,7 @@ inline void run_bench(const bench_options& o) {
             row["batch"] = batch;
             row["threads"] = threads;
             row["device"] = "cpu";
+            row["dtype"] = "float32";
             row["items_per_s"] = detail::rounded(batch / median, 3);
             row["ms_per_batch"] = detail::rounded(1e3 * median, 3);
             if (o.warmup > 0) row["cold_ms"] = detail::rounded(1e3 * cold, 3);

@@ -1,10 +1,9 @@
-// examples/clip/common.hpp: what the subcommands share: opening `--model`, reading `FILE:NAME`
-// tensor arguments, and building error messages.
+// examples/clip/common.hpp: what the subcommands share: opening `--model` (preset or checkpoint),
+// `FILE:NAME` tensor arguments, option validators, and error messages.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <clip/clip.hpp>
-#include <clip/models/clip_model.hpp>
 
 #include <algorithm>
 #include <filesystem>
