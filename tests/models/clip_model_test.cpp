@@ -3,7 +3,10 @@
 // stored as f16; architecture inference; presets and random initialisation.
 #include "../support.hpp"
 
+#include <atomic>
+#include <functional>
 #include <map>
+#include <thread>
 
 using clip::shape;
 using clip::tensor;
@@ -187,4 +190,86 @@ TEST_CASE("presets and random initialisation") {
     resnet.text.vocab_size = 100;
     const clip::model r = clip::model::random(resnet, 3);
     for (float v : r.encode_image(clip::rand_normal({1, 3, 64, 64}, 2)).to_vector<float>()) REQUIRE(std::isfinite(v));
+}
+
+namespace {
+
+/// Writes `tensors` to a fresh temporary safetensors file and returns its path.
+std::filesystem::path write_temporary(const std::string& stem, const std::vector<std::pair<std::string, tensor>>& tensors) {
+    const auto path = std::filesystem::temp_directory_path() / ("clip-model-test-" + stem + ".safetensors");
+    clip::save_safetensors(path, tensors);
+    return path;
+}
+
+std::vector<std::pair<std::string, tensor>> all_tensors(const std::filesystem::path& weights) {
+    const clip::safetensors file = clip::safetensors::open(weights);
+    std::vector<std::pair<std::string, tensor>> out;
+    for (const std::string& name : file.names()) out.emplace_back(name, file.get(name));
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("checkpoints that do not fit the architecture name the file and the tensor") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const auto base = all_tensors(*dir / "vit.safetensors");
+    struct row {
+        std::string stem;
+        std::function<void(std::vector<std::pair<std::string, tensor>>&)> mutate;
+        std::string expected_tensor;
+        std::string expected_problem;
+    };
+    const std::vector<row> rows{
+        {"missing", [](auto& t) { std::erase_if(t, [](const auto& p) { return p.first == "visual.ln_post.bias"; }); },
+         "visual.ln_post.bias", "missing"},
+        {"wrong-shape", [](auto& t) {
+             for (auto& p : t) if (p.first == "transformer.resblocks.1.mlp.c_fc.weight") p.second = tensor::zeros({512, 127});
+         }, "transformer.resblocks.1.mlp.c_fc.weight", "expects [512, 128]"},
+        {"unknown-scheme", [](auto& t) {
+             for (auto& p : t) p.first = "model." + p.first;
+         }, "model.", "unknown naming scheme"},
+        {"hf-missing-q", [&](auto& t) {
+             t = all_tensors(*dir / "vit_hf.safetensors");
+             std::erase_if(t, [](const auto& p) { return p.first == "text_model.encoder.layers.0.self_attn.q_proj.bias"; });
+         }, "text_model.encoder.layers.0.self_attn.q_proj.bias", "missing"},
+    };
+    for (const row& r : rows) {
+        CAPTURE(r.stem);
+        auto tensors = base;
+        r.mutate(tensors);
+        const auto path = write_temporary(r.stem, tensors);
+        std::string message;
+        try {
+            (void)clip::model::load(path);
+        } catch (const clip::io_error& e) {
+            message = e.what();
+        }
+        std::filesystem::remove(path);
+        INFO("message: " << message);
+        CHECK(clip::test::contains(message, path.filename().string()));
+        CHECK(clip::test::contains(message, r.expected_tensor));
+        CHECK(clip::test::contains(message, r.expected_problem));
+    }
+}
+
+TEST_CASE("a loaded model is safe to call from several threads at once") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "vit.safetensors");
+    const clip::safetensors io = clip::safetensors::open(*dir / "vit_io.safetensors");
+    const tensor image = io.get("image"), text = io.get("text");
+    const std::vector<float> expected_image = model.encode_image(image).to_vector<float>();
+    const std::vector<float> expected_text = model.encode_text(text).to_vector<float>();
+    std::vector<std::thread> threads;
+    std::atomic<int> mismatches{0};
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (int i = 0; i < 5; ++i) {
+                if (model.encode_image(image).to_vector<float>() != expected_image) ++mismatches;
+                if (model.encode_text(text).to_vector<float>() != expected_text) ++mismatches;
+            }
+        });
+    for (std::thread& t : threads) t.join();
+    CHECK(mismatches.load() == 0);
 }

@@ -48,7 +48,7 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
             const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                                        dnnl::algorithm::convolution_direct, x_md, weights_md, bias_md,
                                                        out_md, stride, dilation, pad_left, pad_right);
-            dnnl::primitive_attr attr;
+            dnnl::primitive_attr attr = base_attributes();
             dnnl::post_ops ops;
             if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
             if (o.act == activation::gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
@@ -66,7 +66,10 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
             std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
                 std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
                 dnnl::memory dst(want, engine(), memory.get());
-                dnnl::reorder(weights, dst).execute(stream(), weights, dst);
+                const dnnl::reorder::primitive_desc pd(weights, dst, base_attributes());
+                dnnl::reorder(pd).execute(stream(), {{DNNL_ARG_FROM, weights},
+                                                     {DNNL_ARG_TO, dst},
+                                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
                 stream().wait();
                 return memory;
             });
@@ -76,6 +79,7 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
         std::unordered_map<int, dnnl::memory> args{
             {DNNL_ARG_SRC, wrap(x_md, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(out_md, out)}};
         if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(bias_md, bias));
+        args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc()));
         plan.primitive.execute(stream(), args);
         stream().wait();
     });
@@ -100,11 +104,13 @@ inline void avg_pool2d(const tensor& out, const tensor& input, const pool2d_opti
                                                        : dnnl::algorithm::pooling_avg_exclude_padding;
             const dnnl::pooling_forward::desc desc(dnnl::prop_kind::forward_inference, algorithm, x_md, out_md, stride,
                                                    kernel, pad_left, pad_right);
-            return dnnl::pooling_forward::primitive_desc(desc, engine());
+            return dnnl::pooling_forward::primitive_desc(desc, base_attributes(), engine());
         });
     });
     guarded("avg_pool2d: running the primitive", [&] {
-        plan.primitive.execute(stream(), {{DNNL_ARG_SRC, wrap(x_md, x)}, {DNNL_ARG_DST, wrap(out_md, out)}});
+        plan.primitive.execute(stream(), {{DNNL_ARG_SRC, wrap(x_md, x)},
+                                          {DNNL_ARG_DST, wrap(out_md, out)},
+                                          {DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc())}});
         stream().wait();
     });
 }

@@ -69,7 +69,7 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
 
     const auto& plan = matmul_plans().get(key, [&] {
         return guarded("matmul: creating the primitive", [&] {
-            dnnl::primitive_attr attr;
+            dnnl::primitive_attr attr = base_attributes();
             if (o.scale != 1.0f) attr.set_output_scales(0, {o.scale});
             dnnl::post_ops ops;
             if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
@@ -95,7 +95,10 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
             std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
                 std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
                 dnnl::memory dst(want, engine(), memory.get());
-                dnnl::reorder(weights, dst).execute(stream(), weights, dst);
+                const dnnl::reorder::primitive_desc pd(weights, dst, base_attributes());
+                dnnl::reorder(pd).execute(stream(), {{DNNL_ARG_FROM, weights},
+                                                     {DNNL_ARG_TO, dst},
+                                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
                 stream().wait();
                 return memory;
             });
@@ -112,6 +115,7 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
         if (residual.defined()) // the binary add comes after the activation, if there is one
             args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(o.act == activation::none ? 0 : 1) | DNNL_ARG_SRC_1,
                          wrap(residual_md, residual));
+        args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc()));
         plan.primitive.execute(stream(), args);
         stream().wait();
     });

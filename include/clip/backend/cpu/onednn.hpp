@@ -108,6 +108,28 @@ decltype(auto) guarded(const char* what, F&& f) {
     }
 }
 
+/// Scratch memory for one primitive execution. oneDNN's own ("library") scratchpad is shared
+/// between threads in Debian's build, so primitives run concurrently from several application
+/// threads would overwrite each other's scratch space; each clip thread passes its own instead.
+/// It grows to the largest request and is then reused, so steady state allocates nothing.
+inline dnnl::memory scratchpad(const dnnl::memory::desc& md) {
+    thread_local std::shared_ptr<void> buffer;
+    thread_local std::size_t capacity = 0;
+    const std::size_t bytes = md.get_size();
+    if (bytes > capacity) {
+        buffer = allocate(bytes, device::cpu());
+        capacity = bytes;
+    }
+    return dnnl::memory(md, engine(), buffer.get());
+}
+
+/// Primitive attributes every clip plan uses: user-managed scratchpad (see scratchpad()).
+inline dnnl::primitive_attr base_attributes() {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+}
+
 inline dnnl::memory wrap(const dnnl::memory::desc& md, const tensor& t) {
     return dnnl::memory(md, engine(), t.data_ptr());
 }
