@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Side-by-side encoder throughput: clip against PyTorch (../shared/peers/bench_torch.py) and,
+# with --ort, ONNX Runtime (../shared/peers/bench_ort.sh), on the same models, batches and
+# threads, alternating the programs (A B A B ...) in one sitting as the peers' README asks, and
+# reporting the median of each and the ratio. Usage:
+#   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T]
+# Needs ../shared/peers/setup.sh to have been run once (it installs Debian's python3-torch).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="build"
+rounds=2
+threads=2
+with_ort=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rounds) rounds="$2"; shift 2 ;;
+        --threads) threads="$2"; shift 2 ;;
+        --ort) with_ort=1; shift ;;
+        *) build="$1"; shift ;;
+    esac
+done
+clip_exe="$build/examples/clip/clip"
+peers="${CLIP_PEERS_DIR:-$repo_root/../shared/peers}"
+[[ -x "$clip_exe" ]] || { echo "no $clip_exe: build first (meson setup $build && meson compile -C $build)"; exit 1; }
+[[ -f "$peers/bench_torch.py" ]] || { echo "no peers at $peers"; exit 1; }
+
+# model task batch
+configs=(
+    "ViT-B/32 encode_image 1"
+    "ViT-B/32 encode_image 8"
+    "ViT-B/32 encode_image 32"
+    "ViT-B/32 encode_text 1"
+    "ViT-B/32 encode_text 32"
+    "RN50 encode_image 8"
+)
+[[ -n "${CLIP_PEERS_CONFIGS:-}" ]] && mapfile -t configs <<< "$CLIP_PEERS_CONFIGS"
+
+results="$(mktemp -d /tmp/clip-peers.XXXXXX)"
+echo "uptime before: $(uptime)"
+for config in "${configs[@]}"; do
+    read -r model task batch <<< "$config"
+    for ((r = 0; r < rounds; ++r)); do
+        "$clip_exe" bench --model "$model" --task "$task" --batch "$batch" --threads "$threads" --iters 5 --json \
+            >> "$results/clip.jsonl"
+        /usr/bin/python3 "$peers/bench_torch.py" --model "$model" --task "$task" --batch "$batch" \
+            --threads "$threads" 2>/dev/null | tail -n 1 >> "$results/torch.jsonl"
+        if [[ $with_ort -eq 1 ]]; then
+            bash "$peers/bench_ort.sh" --model "$model" --task "$task" --batch "$batch" --threads "$threads" \
+                2>/dev/null | tail -n 1 >> "$results/ort.jsonl" || true
+        fi
+    done
+done
+echo "uptime after:  $(uptime)"
+echo "raw results: $results"
+
+python3 - "$results" <<'PY'
+import json, pathlib, statistics, sys
+root = pathlib.Path(sys.argv[1])
+def load(name):
+    out = {}
+    path = root / name
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out.setdefault((d["model"], d["task"], int(d["batch"])), []).append(float(d["items_per_s"]))
+    return out
+clip, torch, ort = load("clip.jsonl"), load("torch.jsonl"), load("ort.jsonl")
+header = f"{'model':10} {'task':13} {'batch':>5} | {'clip/s':>8} {'torch/s':>8} {'clip/torch':>10}"
+if ort:
+    header += f" | {'ort/s':>8} {'clip/ort':>8}"
+print(header)
+print("-" * len(header))
+for key, values in clip.items():
+    c = statistics.median(values)
+    t = statistics.median(torch[key]) if key in torch else float("nan")
+    line = f"{key[0]:10} {key[1]:13} {key[2]:>5} | {c:8.2f} {t:8.2f} {c / t:10.2f}"
+    if ort:
+        o = statistics.median(ort[key]) if key in ort else float("nan")
+        line += f" | {o:8.2f} {c / o:8.2f}"
+    print(line)
+PY
