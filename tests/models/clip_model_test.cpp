@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -272,4 +273,36 @@ TEST_CASE("a loaded model is safe to call from several threads at once") {
         });
     for (std::thread& t : threads) t.join();
     CHECK(mismatches.load() == 0);
+}
+
+TEST_CASE("an OpenCLIP model config gives the architecture and the activation") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const auto config_path = [](const std::string& stem, const std::string& text) {
+        const auto path = std::filesystem::temp_directory_path() / ("clip-model-test-" + stem + ".json");
+        std::ofstream(path) << text;
+        return path;
+    };
+    const std::string vision = R"("vision_cfg": {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8})";
+    const std::string text = R"("text_cfg": {"context_length": 77, "vocab_size": 1000, "width": 128, "heads": 2, "layers": 2})";
+    const auto quick = config_path("quick", "{\"embed_dim\": 64, \"quick_gelu\": true, " + vision + ", " + text + "}");
+    const clip::model model = clip::model::load(*dir / "vit.safetensors", quick);
+    CHECK(model.config().act == clip::activation::quick_gelu);
+    check_against_fixture(model, *dir / "vit_io.safetensors", 1e-4);
+
+    // OpenCLIP's default activation is GELU: the same weights then give other features.
+    const auto plain = config_path("gelu", "{\"embed_dim\": 64, " + vision + ", " + text + "}");
+    const clip::model gelu = clip::model::load(*dir / "vit.safetensors", plain);
+    CHECK(gelu.config().act == clip::activation::gelu);
+    const clip::safetensors io = clip::safetensors::open(*dir / "vit_io.safetensors");
+    CHECK(clip::test::max_relative_error(gelu.encode_image(io.get("image")), io.get("image_features")) > 1e-3);
+
+    const auto wrong = config_path("wrong", "{\"embed_dim\": 64, \"quick_gelu\": true, " + vision +
+                                                ", \"text_cfg\": {\"width\": 256, \"heads\": 4, \"layers\": 2, \"vocab_size\": 1000}}");
+    const std::string message = clip::test::error_message([&] { (void)clip::model::load(*dir / "vit.safetensors", wrong); });
+    CHECK(clip::test::contains(message, "vit.safetensors"));
+    CHECK(clip::test::contains(message, "expects"));
+    const auto broken = config_path("broken", "{\"embed_dim\": 64, ");
+    CHECK_THROWS_AS(clip::model::load(*dir / "vit.safetensors", broken), clip::io_error);
+    for (const auto& p : {quick, plain, wrong, broken}) std::filesystem::remove(p);
 }
