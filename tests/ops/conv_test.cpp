@@ -91,3 +91,21 @@ TEST_CASE("conv2d and avg_pool2d reject bad shapes with both shapes named") {
     CHECK_THROWS_AS(clip::avg_pool2d(tensor::zeros({1, 1, 2, 2}), {.kernel = {3, 3}}), clip::shape_error);
     CHECK_THROWS_AS(clip::avg_pool2d(tensor::zeros({1, 1, 2, 2}, clip::dtype::i32)), clip::dtype_error);
 }
+
+TEST_CASE("channels-last activations give the same results and stay channels-last") {
+    const tensor x = clip::rand_normal({2, 8, 9, 9}, 1), w = clip::rand_normal({16, 8, 3, 3}, 2);
+    const conv2d_options o{.bias = clip::rand_normal({16}, 3), .padding = {1, 1}, .act = clip::activation::relu};
+    const tensor nhwc = clip::to_channels_last(x);
+    CHECK(clip::is_channels_last(nhwc));
+    CHECK_FALSE(clip::is_channels_last(x));
+    clip::test::check_close(nhwc, x, 0);
+    const tensor expected = clip::conv2d(x, w, o);
+    const tensor y = clip::conv2d(nhwc, clip::packed_weights(w), o);
+    clip::test::check_close(y, expected, 1e-5);
+    clip::test::check_close(expected, clip::relu(direct_conv(x, w, {.bias = o.bias, .padding = {1, 1}})).eval(), 1e-5);
+#if defined(CLIP_WITH_ONEDNN)
+    CHECK(clip::is_channels_last(y));
+    CHECK(clip::is_channels_last(clip::avg_pool2d(y, {.kernel = {2, 2}})));
+#endif
+    clip::test::check_close(clip::avg_pool2d(y, {.kernel = {2, 2}}), clip::avg_pool2d(expected, {.kernel = {2, 2}}), 1e-6);
+}

@@ -7,7 +7,8 @@
 //     attention whose only query is the mean token; c_proj to the embedding [N, E]
 // BatchNorm (eval mode, eps 1e-5) is folded into the preceding convolution at load time:
 //   w' = w · γ / sqrt(var + eps),  b' = β − mean · γ / sqrt(var + eps),
-// so every conv + BN + ReLU is one oneDNN primitive with the ReLU as a post-op.
+// so every conv + BN + ReLU is one oneDNN primitive with the ReLU as a post-op. Activations are
+// kept channels-last (NHWC memory), where oneDNN runs direct convolutions.
 // Intermediates: vis.stem.relu1..3, vis.stem, vis.layer1..4, vis.attnpool.
 #pragma once
 
@@ -73,7 +74,8 @@ struct bottleneck {
         out = conv3(out);
         tensor identity = x;
         if (downsample) identity = (*downsample)(stride > 1 ? avg_pool2d(x, {.kernel = {stride, stride}}) : x);
-        return relu(out + identity);
+        assign(out, relu(out + identity)); // in place: keeps out's (channels-last) layout
+        return out;
     }
 };
 
@@ -94,7 +96,7 @@ struct attention_pool {
     /// x: [N, C, H, W] -> [N, E]
     tensor operator()(const tensor& x) const {
         const std::int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), S = HW + 1, D = C / heads;
-        const tensor tokens = x.view({N, C, HW}).transpose(1, 2); // [N, HW, C]
+        const tensor tokens = x.permute({0, 2, 3, 1}).reshape({N, HW, C}); // [N, HW, C], a view when channels-last
         const tensor seq = tensor::empty({N, S, C});
         seq.slice(1, 0, 1).copy_from(mean(tokens, 1, true));
         seq.slice(1, 1, S).copy_from(tokens);
@@ -139,7 +141,7 @@ struct modified_resnet {
 
     /// images: [N, 3, R, R] f32 -> features [N, E]
     tensor operator()(const tensor& images, const nn::trace* observer = nullptr) const {
-        tensor x = stem1(images);
+        tensor x = stem1(to_channels_last(images)); // channels-last from here on
         nn::record(observer, "vis.stem.relu1", x);
         x = stem2(x);
         nn::record(observer, "vis.stem.relu2", x);

@@ -6,6 +6,7 @@
 // (a conv + folded BatchNorm + ReLU is one call).
 // avg_pool2d: x [B, C, H, W] -> [B, C, H', W'], the mean over each kernel window; with padding,
 // padded zeros count in the divisor unless count_include_pad is false (nn.AvgPool2d).
+// Both accept row-major (NCHW) or channels-last (NHWC) memory and answer in the same layout.
 #pragma once
 
 #include <array>
@@ -31,7 +32,30 @@ struct pool2d_options {
     bool count_include_pad = true;
 };
 
+/// True when a [N, C, H, W] tensor is laid out channels-last (NHWC in memory).
+inline bool is_channels_last(const tensor& t) {
+    if (t.ndim() != 4) return false;
+    return t.permute({0, 2, 3, 1}).is_contiguous() && !t.is_contiguous();
+}
+
+/// A [N, C, H, W] tensor with channels-last memory (NHWC), the layout oneDNN's direct
+/// convolutions run fastest on; shape and indexing are the usual NCHW.
+inline tensor empty_channels_last(const shape& nchw) {
+    return tensor::empty({nchw[0], nchw[2], nchw[3], nchw[1]}).permute({0, 3, 1, 2});
+}
+
+/// The same values in channels-last memory (a copy unless already so).
+inline tensor to_channels_last(const tensor& t) {
+    if (is_channels_last(t)) return t;
+    tensor out = empty_channels_last(t.shape());
+    out.copy_from(t);
+    return out;
+}
+
 namespace detail {
+
+/// `t` itself if its memory is row-major or channels-last, else a row-major copy.
+inline tensor dense_nchw(const tensor& t) { return t.is_contiguous() || is_channels_last(t) ? t : t.contiguous(); }
 
 inline std::int64_t conv_out_extent(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t pad,
                                     std::int64_t dilation) {

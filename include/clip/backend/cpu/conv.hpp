@@ -1,6 +1,7 @@
 // clip/backend/cpu/conv.hpp: 2-D convolution and average pooling on oneDNN.
 //
-// Activations stay in plain NCHW (the caller's memory, no reorder per call). Weights given as
+// Activations stay in the caller's memory, row-major NCHW or channels-last NHWC (no reorder per
+// call); NHWC lets oneDNN pick its direct (brgemm) convolutions instead of im2col + gemm. Weights given as
 // packed_weights are reordered once into the layout oneDNN chooses for the spec; plain weights
 // are used as they are. Primitives are cached per spec like the matmul's.
 #pragma once
@@ -20,7 +21,7 @@ inline std::int64_t right_padding(std::int64_t in, std::int64_t out, std::int64_
 inline void conv2d(const tensor& out, const tensor& input, const tensor& weight, const conv2d_options& o,
                    const packed_weights* packed = nullptr) {
     const shape out_shape = check_conv2d(input, weight, o);
-    const tensor x = input.contiguous(), w = weight.contiguous();
+    const tensor x = dense_nchw(input), w = weight.contiguous();
     const std::int64_t groups = o.groups;
     const shape w_shape = groups == 1 ? w.shape()
                                       : shape{groups, w.shape()[0] / groups, w.shape()[1], w.shape()[2], w.shape()[3]};
@@ -37,6 +38,8 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
 
     std::string key = "conv";
     append_key(key, x.shape());
+    append_key(key, x.strides());
+    append_key(key, out.strides());
     append_key(key, w_shape);
     append_key(key, o.stride, o.padding, o.dilation, o.groups, o.bias.defined(), o.act, packed != nullptr);
     static plan_cache<dnnl::convolution_forward, dnnl::convolution_forward::primitive_desc> plans;
@@ -87,7 +90,7 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
 
 inline void avg_pool2d(const tensor& out, const tensor& input, const pool2d_options& o) {
     const shape out_shape = check_pool2d(input, o);
-    const tensor x = input.contiguous();
+    const tensor x = dense_nchw(input);
     const dnnl::memory::desc x_md = describe(x.shape(), x.strides(), dtype::f32);
     const dnnl::memory::desc out_md = describe(out_shape, out.strides(), dtype::f32);
     const dnnl::memory::dims stride{o.stride[0], o.stride[1]}, kernel{o.kernel[0], o.kernel[1]};
@@ -96,6 +99,8 @@ inline void avg_pool2d(const tensor& out, const tensor& input, const pool2d_opti
                                        right_padding(x.shape()[3], out_shape[3], o.kernel[1], o.stride[1], o.padding[1])};
     std::string key = "pool";
     append_key(key, x.shape());
+    append_key(key, x.strides());
+    append_key(key, out.strides());
     append_key(key, o.kernel, o.stride, o.padding, o.count_include_pad);
     static plan_cache<dnnl::pooling_forward, dnnl::pooling_forward::primitive_desc> plans;
     const auto& plan = plans.get(key, [&] {
