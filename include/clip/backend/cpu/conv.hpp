@@ -53,31 +53,13 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
                                                        out_md, stride, dilation, pad_left, pad_right);
             dnnl::primitive_attr attr = base_attributes();
             dnnl::post_ops ops;
-            if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-            if (o.act == activation::gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-            if (o.act == activation::quick_gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+            append_activation(ops, o.act);
             attr.set_post_ops(ops);
             return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
         });
     });
     guarded("conv2d: running the primitive", [&] {
-        dnnl::memory weights = wrap(w_md, w);
-        if (packed && plan.pd.weights_desc() != w_md) {
-            const dnnl::memory::desc want = plan.pd.weights_desc();
-            std::string layout_key = "conv";
-            layout_key.append(reinterpret_cast<const char*>(&want.data), sizeof(want.data));
-            std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
-                std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
-                dnnl::memory dst(want, engine(), memory.get());
-                const dnnl::reorder::primitive_desc pd(weights, dst, base_attributes());
-                dnnl::reorder(pd).execute(stream(), {{DNNL_ARG_FROM, weights},
-                                                     {DNNL_ARG_TO, dst},
-                                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
-                stream().wait();
-                return memory;
-            });
-            weights = dnnl::memory(want, engine(), bytes.get());
-        }
+        const dnnl::memory weights = weights_in_layout(packed, wrap(w_md, w), plan.pd.weights_desc());
         const tensor bias = o.bias.defined() ? o.bias.contiguous() : tensor{};
         std::unordered_map<int, dnnl::memory> args{
             {DNNL_ARG_SRC, wrap(x_md, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(out_md, out)}};

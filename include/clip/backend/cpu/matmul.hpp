@@ -72,9 +72,7 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
             dnnl::primitive_attr attr = base_attributes();
             if (o.scale != 1.0f) attr.set_output_scales(0, {o.scale});
             dnnl::post_ops ops;
-            if (o.act == activation::relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-            if (o.act == activation::gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
-            if (o.act == activation::quick_gelu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+            append_activation(ops, o.act);
             if (in_place_residual) ops.append_sum(1.0f);
             if (residual.defined()) ops.append_binary(dnnl::algorithm::binary_add, residual_md);
             attr.set_post_ops(ops);
@@ -86,24 +84,7 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
     });
 
     guarded("matmul: running the primitive", [&] {
-        dnnl::memory weights = wrap(b_md, b);
-        if (packed && plan.pd.weights_desc() != b_md) {
-            const dnnl::memory::desc want = plan.pd.weights_desc();
-            std::string layout_key;
-            append_key(layout_key, b.shape());
-            layout_key.append(reinterpret_cast<const char*>(&want.data), sizeof(want.data));
-            std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
-                std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
-                dnnl::memory dst(want, engine(), memory.get());
-                const dnnl::reorder::primitive_desc pd(weights, dst, base_attributes());
-                dnnl::reorder(pd).execute(stream(), {{DNNL_ARG_FROM, weights},
-                                                     {DNNL_ARG_TO, dst},
-                                                     {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
-                stream().wait();
-                return memory;
-            });
-            weights = dnnl::memory(want, engine(), bytes.get());
-        }
+        const dnnl::memory weights = weights_in_layout(packed, wrap(b_md, b), plan.pd.weights_desc());
         std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, wrap(a_md, a)},
                                                    {DNNL_ARG_WEIGHTS, weights},
                                                    {DNNL_ARG_DST, wrap(out_md, out)}};

@@ -13,8 +13,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "clip/backend/cpu/packed.hpp"
 #include "clip/core/parallel.hpp"
 #include "clip/core/tensor.hpp"
+#include "clip/ops/matmul_spec.hpp"
 
 namespace clip::detail::onednn {
 
@@ -132,6 +134,36 @@ inline dnnl::primitive_attr base_attributes() {
 
 inline dnnl::memory wrap(const dnnl::memory::desc& md, const tensor& t) {
     return dnnl::memory(md, engine(), t.data_ptr());
+}
+
+/// Appends the activation as an eltwise post-op (QuickGELU is swish with alpha 1.702).
+inline void append_activation(dnnl::post_ops& ops, activation act) {
+    switch (act) {
+    case activation::none: return;
+    case activation::relu: return ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    case activation::gelu: return ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+    case activation::quick_gelu: return ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
+    }
+}
+
+/// The weights in the layout `want` that a plan asked for: `plain` itself when it already has
+/// it, else the copy kept in `packed`, reordered on first use.
+inline dnnl::memory weights_in_layout(const packed_weights* packed, const dnnl::memory& plain,
+                                      const dnnl::memory::desc& want) {
+    if (!packed || want == plain.get_desc()) return plain;
+    std::string layout_key;
+    layout_key.append(reinterpret_cast<const char*>(&want.data), sizeof(want.data));
+    std::shared_ptr<void> bytes = packed->packed(layout_key, [&] {
+        std::shared_ptr<void> memory = allocate(want.get_size(), device::cpu());
+        dnnl::memory dst(want, engine(), memory.get());
+        const dnnl::reorder::primitive_desc pd(plain, dst, base_attributes());
+        dnnl::reorder(pd).execute(stream(), {{DNNL_ARG_FROM, plain},
+                                             {DNNL_ARG_TO, dst},
+                                             {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+        stream().wait();
+        return memory;
+    });
+    return dnnl::memory(want, engine(), bytes.get());
 }
 
 } // namespace clip::detail::onednn

@@ -4,11 +4,7 @@
 // oracle for the oneDNN path. avg_pool2d is a direct loop over windows.
 #pragma once
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <Eigen/Core>
-#pragma GCC diagnostic pop
+#include "clip/backend/reference/eigen.hpp"
 
 #include <vector>
 

@@ -5,12 +5,7 @@
 // bias, activation and residual follow in plain loops (see matmul_spec.hpp for the formula).
 #pragma once
 
-// Eigen's own headers do not build warning-free at -Wextra; keep that out of users' builds.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <Eigen/Core>
-#pragma GCC diagnostic pop
+#include "clip/backend/reference/eigen.hpp"
 
 #include "clip/ops/matmul_spec.hpp"
 
