@@ -13,6 +13,10 @@ packages=(
     libxsimd-dev      # SIMD element-wise kernels
     libeigen3-dev     # reference backend
     nlohmann-json3-dev  # JSON: safetensors headers, configs
+    libjpeg62-turbo-dev # JPEG decoding (libjpeg-turbo)
+    libpng-dev        # PNG decoding
+    libutf8proc-dev   # tokenizer: Unicode categories, case mapping, normalisation
+    zlib1g-dev        # tokenizer: the gzip-compressed BPE vocabulary
     doctest-dev       # tests
     libbenchmark-dev  # bench/
     libcli11-dev      # the clip command-line tool (examples/clip)

@@ -1,16 +1,21 @@
 // examples/clip/common.hpp: what the subcommands share: opening `--model` (preset or checkpoint),
-// `FILE:NAME` tensor arguments, option validators, and error messages.
+// `FILE:NAME` tensor arguments, finding the vocabulary (`--vocab`), tokenizing `--text`/TEXT
+// arguments, option validators, and error messages.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <clip/clip.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace clip_tool {
 
@@ -101,6 +106,36 @@ inline tensor_argument parse_tensor_argument(const std::string& text) {
 /// The tensor, a zero-copy view of the mapped file (the view keeps the mapping alive).
 inline clip::tensor read_tensor(const tensor_argument& argument) {
     return clip::safetensors::open(argument.file).get(argument.name);
+}
+
+/// The tokenizer of `--vocab` (empty: not given), else of clip::find_vocabulary's other choices
+/// ($CLIP_VOCAB, then the vocabulary beside `model_file`). The library's message lists the
+/// choices in its own terms; this adds the option's name.
+inline clip::tokenizer load_tokenizer(const std::string& vocab, const std::optional<std::filesystem::path>& model_file) {
+    std::filesystem::path path;
+    try {
+        path = clip::find_vocabulary(vocab.empty() ? std::nullopt : std::optional<std::filesystem::path>(vocab), model_file);
+    } catch (const clip::io_error& e) {
+        if (!vocab.empty()) throw clip::io_error(message("--vocab ", vocab, ": ", e.what()));
+        if (const char* from_environment = std::getenv("CLIP_VOCAB"); from_environment && *from_environment)
+            throw clip::io_error(message(e.what(), " (--vocab FILE takes precedence over CLIP_VOCAB)"));
+        throw clip::io_error(message(e.what(), ". Give it with --vocab FILE or CLIP_VOCAB=FILE"));
+    }
+    return clip::tokenizer::load(path);
+}
+
+/// clip.tokenize(texts, context_length, truncate): i64 [N, context_length]. A text too long for
+/// the context (with `truncate` off) keeps the library's message ("Input ... is too long for
+/// context length 77") and gains the option that cuts it.
+inline clip::tensor tokenize_texts(const clip::tokenizer& tokenizer, const std::vector<std::string>& texts,
+                                   std::int64_t context_length, bool truncate) {
+    try {
+        return tokenizer.tokenize(std::span<const std::string>(texts), context_length, truncate);
+    } catch (const clip::shape_error& e) {
+        if (truncate) throw;
+        throw clip::shape_error(message(e.what(), " (--truncate cuts such a row to ", context_length,
+                                        " tokens, the last one <|endoftext|>)"));
+    }
 }
 
 } // namespace clip_tool

@@ -1,7 +1,10 @@
 // clip: the command-line tool. Subcommands (one header each):
-//   clip embed  --model W --images-from F:NAME --tokens-from F:NAME --out OUT.safetensors
-//   clip info   --model W|PRESET
-//   clip bench  --model PRESET|W --task encode_image|encode_text --batch B --threads T [--json]
+//   clip embed      --model W [--images-from F:NAME] [--image FILE...] [--tokens-from F:NAME]
+//                   [--text STRING...] [--vocab V] [--truncate] --out OUT.safetensors
+//   clip tokenize   [--vocab V] [--context-length N] [--truncate] TEXT...
+//   clip preprocess [--size N] IMAGE... --out OUT.safetensors
+//   clip info       --model W|PRESET
+//   clip bench      --model PRESET|W --task encode_image|encode_text --batch B --threads T [--json]
 // Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
 
@@ -11,17 +14,25 @@
 #include "bench.hpp"
 #include "embed.hpp"
 #include "info.hpp"
+#include "preprocess.hpp"
+#include "tokenize.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"clip: CLIP image and text embeddings, model inspection and benchmarks", "clip"};
+    CLI::App app{"clip: CLIP image and text embeddings, tokenization, image preprocessing, model inspection and "
+                 "benchmarks",
+                 "clip"};
     // No require_subcommand: with it CLI11 answers `clip frobnicate` with "A subcommand is
     // required" instead of naming the unexpected word.
     app.footer("Run `clip <command> --help` for a command's options.");
 
     clip_tool::embed_options embed;
+    clip_tool::tokenize_options tokenize;
+    clip_tool::preprocess_options preprocess;
     clip_tool::info_options info;
     clip_tool::bench_options bench;
     CLI::App* embed_command = clip_tool::add_embed_command(app, embed);
+    CLI::App* tokenize_command = clip_tool::add_tokenize_command(app, tokenize);
+    CLI::App* preprocess_command = clip_tool::add_preprocess_command(app, preprocess);
     CLI::App* info_command = clip_tool::add_info_command(app, info);
     CLI::App* bench_command = clip_tool::add_bench_command(app, bench);
 
@@ -34,10 +45,12 @@ int main(int argc, char** argv) {
 
     try {
         if (embed_command->parsed()) clip_tool::run_embed(embed);
+        else if (tokenize_command->parsed()) clip_tool::run_tokenize(tokenize);
+        else if (preprocess_command->parsed()) clip_tool::run_preprocess(preprocess);
         else if (info_command->parsed()) clip_tool::run_info(info);
         else if (bench_command->parsed()) clip_tool::run_bench(bench);
         else {
-            std::cerr << "clip: a command is required (embed, info or bench)\n\n" << app.help();
+            std::cerr << "clip: a command is required (embed, tokenize, preprocess, info or bench)\n\n" << app.help();
             return 2;
         }
         return 0;

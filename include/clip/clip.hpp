@@ -29,4 +29,8 @@
 
 #include "clip/io/safetensors.hpp"
 
+#include "clip/image/preprocess.hpp"
+
+#include "clip/text/tokenizer.hpp"
+
 #include "clip/models/clip_model.hpp"

@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Reads safetensors files with the standard library only (struct + json), for tests/cli/check.sh.
 
-  safetensors_check.py compare OUT NAME REF REF_NAME [TOL]
-                                                       tensors equal within TOL * max(1, max|ref|), TOL 1e-4
+  safetensors_check.py compare OUT NAME REF REF_NAME [TOL [abs]]
+                                                       tensors equal within TOL * max(1, max|ref|), TOL 1e-4;
+                                                       with "abs", within TOL. NAME[a:b] (either name)
+                                                       compares rows a..b-1 of the first axis
   safetensors_check.py convert IN NAME DTYPE OUT      writes IN's tensor NAME as DTYPE (F16, BF16) to OUT
   safetensors_check.py names FILE                      the tensor names, one a line
   safetensors_check.py parameters FILE                 element count, BatchNorm statistics excluded
   safetensors_check.py bench-json                      stdin: one JSON line per measurement
+  safetensors_check.py shape FILE NAME                 the tensor's dtype and shape, e.g. "F32 [3, 224, 224]"
+  safetensors_check.py token-case CASES FIELD WHICH    a case of tokenizer_cases.json: WHICH is an id or
+                                                       "long" (the first that raises without truncate), or
+                                                       "fits-non-ascii" (the first non-ASCII one that does not);
+                                                       FIELD text prints the raw text (no newline),
+                                                       FIELD row its tokenize_truncate row as JSON
 """
 import json
 import math
@@ -23,6 +31,22 @@ def header(path):
 
 
 def read(path, name):
+    """(shape, dtype, values) of tensor `name`; "name[a:b]" gives rows a..b-1 of the first axis."""
+    rows = None
+    if name.endswith("]") and "[" in name:
+        name, _, bounds = name[:-1].rpartition("[")
+        rows = [int(b) for b in bounds.split(":")]
+    shape, dtype, values = read_whole(path, name)
+    if rows is None:
+        return shape, dtype, values
+    a, b = rows
+    if not 0 <= a <= b <= shape[0]:
+        sys.exit(f"{path}:{name} has {shape[0]} rows, cannot take rows [{a}:{b}]")
+    row = math.prod(shape[1:])
+    return [b - a] + shape[1:], dtype, values[a * row:b * row]
+
+
+def read_whole(path, name):
     h, start = header(path)
     if name not in h:
         sys.exit(f"{path}: no tensor {name!r} (has {sorted(k for k in h if k != '__metadata__')})")
@@ -40,7 +64,7 @@ def read(path, name):
     return entry["shape"], entry["dtype"], values
 
 
-def compare(out, name, ref, ref_name, tolerance="1e-4"):
+def compare(out, name, ref, ref_name, tolerance="1e-4", mode="relative"):
     shape, dtype, got = read(out, name)
     ref_shape, _, want = read(ref, ref_name)
     if dtype != "F32":
@@ -48,7 +72,12 @@ def compare(out, name, ref, ref_name, tolerance="1e-4"):
     if shape != ref_shape:
         sys.exit(f"{out}:{name} has shape {shape}, {ref}:{ref_name} has {ref_shape}")
     diff = max((abs(a - b) for a, b in zip(got, want)), default=0.0)
-    bound = float(tolerance) * max(1.0, max((abs(b) for b in want), default=0.0))
+    if mode == "abs":
+        bound = float(tolerance)
+    elif mode == "relative":
+        bound = float(tolerance) * max(1.0, max((abs(b) for b in want), default=0.0))
+    else:
+        sys.exit(f"unknown tolerance mode {mode!r} (expected abs)")
     if not diff <= bound or any(math.isnan(a) for a in got):
         sys.exit(f"{out}:{name} vs {ref}:{ref_name}: max abs diff {diff:.3g} > {bound:.3g}")
     print(f"{name} {shape} matches {ref_name}: max abs diff {diff:.3g} (bound {bound:.3g})")
@@ -89,6 +118,23 @@ def bench_json():
     print(f"{len(lines)} JSON line(s) with {', '.join(fields)}")
 
 
+def token_case(cases_file, field, which):
+    with open(cases_file, encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    if which == "long":
+        case = next(c for c in cases if c["raises_without_truncate"])
+    elif which == "fits-non-ascii":
+        case = next(c for c in cases if not c["raises_without_truncate"] and not c["text"].isascii())
+    else:
+        case = next(c for c in cases if str(c["id"]) == which)
+    if field == "text":
+        sys.stdout.buffer.write(case["text"].encode("utf-8"))
+    elif field == "row":
+        print(json.dumps(case["tokenize_truncate"]))
+    else:
+        sys.exit(f"unknown field {field!r}")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "compare":
@@ -102,5 +148,10 @@ if __name__ == "__main__":
         print(parameters(args[0]))
     elif command == "bench-json":
         bench_json()
+    elif command == "shape":
+        _, dtype, _ = read(args[0], args[1])
+        print(dtype, header(args[0])[0][args[1]]["shape"])
+    elif command == "token-case":
+        token_case(*args)
     else:
         sys.exit(f"unknown command {command!r}")
