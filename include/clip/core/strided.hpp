@@ -5,6 +5,8 @@
 // becomes one long run and the inner loop can be vectorised.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <span>
 
@@ -38,6 +40,23 @@ inline void coalesce(shape& extent, std::span<strides*> operand_strides) {
     }
     extent = merged;
     for (std::size_t k = 0; k < count; ++k) *operand_strides[k] = merged_strides[k];
+}
+
+/// Reorders the axes so that the first operand's (the destination's) strides decrease, as they
+/// do in row-major memory: a channels-last or transposed destination is then still walked in
+/// memory order, and coalesce() can merge its axes into one long unit-stride run.
+inline void order_axes_by_first(shape& extent, std::span<strides*> operand_strides) {
+    const strides& key = *operand_strides[0];
+    std::array<int, shape::max_dims> order{};
+    for (int i = 0; i < extent.size(); ++i) order[static_cast<std::size_t>(i)] = i;
+    std::stable_sort(order.begin(), order.begin() + extent.size(),
+                     [&](int a, int b) { return key[a] > key[b]; });
+    const shape old_extent = extent;
+    for (int i = 0; i < extent.size(); ++i) extent[i] = old_extent[order[static_cast<std::size_t>(i)]];
+    for (strides* st : operand_strides) {
+        const strides old = *st;
+        for (int i = 0; i < extent.size(); ++i) (*st)[i] = old[order[static_cast<std::size_t>(i)]];
+    }
 }
 
 /// Element offset of outer row `row` (all axes but the last) for the given strides.

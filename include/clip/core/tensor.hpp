@@ -423,6 +423,7 @@ inline void copy_elements(const tensor& dst, const tensor& src) {
     shape extent = dst.shape();
     strides dst_strides = dst.strides(), src_strides = source.strides();
     strides* operands[] = {&dst_strides, &src_strides};
+    order_axes_by_first(extent, operands);
     coalesce(extent, operands);
     const std::int64_t inner = extent.back();
     const std::int64_t rows = extent.numel() / inner;

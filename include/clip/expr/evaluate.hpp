@@ -52,6 +52,7 @@ void assign(const tensor& dst, const Node& node) {
     strides dst_strides = dst.strides();
     std::vector<strides*> operands{&dst_strides};
     for (leaf_plan& p : plans) operands.push_back(&p.st);
+    order_axes_by_first(extent, operands);
     coalesce(extent, operands);
 
     const std::int64_t inner = extent.back();
