@@ -5,11 +5,14 @@
 
 #include <clip/clip.hpp>
 
+#include <atomic>
+#include <unistd.h>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -89,5 +92,38 @@ inline std::optional<std::filesystem::path> reference_dir() {
     if (dir.empty() || !std::filesystem::is_directory(dir, error)) return std::nullopt;
     return dir;
 }
+
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit
+/// (write permission is restored first, so tests may make it read-only).
+class temp_dir {
+public:
+    explicit temp_dir(const std::string& stem = "clip-test") {
+        static std::atomic<int> counter{0};
+        path_ = std::filesystem::temp_directory_path() /
+                (stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+        std::filesystem::remove_all(path_);
+        std::filesystem::create_directories(path_);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ignored;
+        std::filesystem::permissions(path_, std::filesystem::perms::owner_all, std::filesystem::perm_options::add,
+                                     ignored);
+        std::filesystem::remove_all(path_, ignored);
+    }
+    const std::filesystem::path& path() const { return path_; }
+    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+    /// The names of the files in the directory, sorted (to prove no temporary is left).
+    std::set<std::string> listing() const {
+        std::set<std::string> out;
+        for (const auto& entry : std::filesystem::directory_iterator(path_)) out.insert(entry.path().filename().string());
+        return out;
+    }
+
+private:
+    std::filesystem::path path_;
+};
 
 } // namespace clip::test

@@ -248,7 +248,7 @@ TEST_CASE("truncated JPEG and PNG files give an io_error naming the file, at eve
         MESSAGE("skipped: no reference fixtures");
         return;
     }
-    clip::test::temp_dir tmp;
+    clip::test::image_temp_dir tmp;
     for (const std::string& name : fixture_images) {
         const std::vector<std::uint8_t> bytes = clip::test::file_bytes(*dir / "images" / name);
         const std::size_t n = bytes.size();
@@ -298,7 +298,7 @@ TEST_CASE("corrupted bytes decode or give an io_error, never a crash") {
 }
 
 TEST_CASE("garbage, other formats, empty, missing and oversized inputs give clear io_errors") {
-    clip::test::temp_dir tmp;
+    clip::test::image_temp_dir tmp;
     std::mt19937 random(3);
     std::vector<std::uint8_t> garbage(4096);
     for (auto& b : garbage) b = static_cast<std::uint8_t>(random());

@@ -155,35 +155,18 @@ inline std::vector<std::uint8_t> file_bytes(const std::filesystem::path& path) {
     return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
-public:
-    temp_dir() {
-        static int counter = 0;
-        path_ = std::filesystem::temp_directory_path() /
-                ("clip-image-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+/// The shared temp_dir (support.hpp), plus writing a file into it.
+struct image_temp_dir : temp_dir {
+    image_temp_dir() : temp_dir("clip-image-test") {}
 
     /// Writes `bytes` to a file in the directory and returns its path.
     std::filesystem::path write(const std::string& name, const std::vector<std::uint8_t>& bytes) const {
-        const std::filesystem::path path = path_ / name;
+        const std::filesystem::path path = *this / name;
         std::ofstream out(path, std::ios::binary);
         out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
         REQUIRE(out.good());
         return path;
     }
-
-private:
-    std::filesystem::path path_;
 };
 
 /// How two u8 tensors of the same shape differ: values that differ and the largest difference.

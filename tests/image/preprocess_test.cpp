@@ -155,7 +155,7 @@ TEST_CASE("the batch: [N, 3, n, n] equal to one by one, on 1 and 2 threads, erro
     }
     CHECK(clip::preprocess(std::vector<fs::path>{}, 224).shape() == clip::shape{0, 3, 224, 224});
 
-    clip::test::temp_dir tmp;
+    clip::test::image_temp_dir tmp;
     const std::vector<std::uint8_t> rocket = clip::test::file_bytes(files[1]);
     const fs::path truncated = tmp.write("truncated.jpg", std::vector<std::uint8_t>(rocket.begin(), rocket.begin() + 5000));
     const fs::path garbage = tmp.write("garbage.png", std::vector<std::uint8_t>(100, 7));

@@ -25,34 +25,8 @@ namespace fs = std::filesystem;
 using clip::test::contains;
 using clip::test::error_message;
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
-public:
-    temp_dir() {
-        static int counter = 0;
-        path_ = fs::temp_directory_path() /
-                ("clip-safetensors-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ignored);
-        fs::remove_all(path_, ignored);
-    }
-    const fs::path& path() const { return path_; }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
-    /// The names of the files in the directory, sorted (to prove no temporary is left).
-    std::set<std::string> listing() const {
-        std::set<std::string> out;
-        for (const auto& entry : fs::directory_iterator(path_)) out.insert(entry.path().filename().string());
-        return out;
-    }
-
-private:
-    fs::path path_;
+struct temp_dir : clip::test::temp_dir {
+    temp_dir() : clip::test::temp_dir("clip-safetensors-test") {}
 };
 
 std::string read_file(const fs::path& path) {

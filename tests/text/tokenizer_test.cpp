@@ -26,27 +26,8 @@ namespace fs = std::filesystem;
 using clip::test::contains;
 using clip::test::error_message;
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
-public:
-    temp_dir() {
-        static int counter = 0;
-        path_ = fs::temp_directory_path() /
-                ("clip-tokenizer-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    ~temp_dir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
+struct temp_dir : clip::test::temp_dir {
+    temp_dir() : clip::test::temp_dir("clip-tokenizer-test") {}
 };
 
 std::string read_file(const fs::path& path) {
