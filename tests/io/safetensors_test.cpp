@@ -29,17 +29,8 @@ struct temp_dir : clip::test::temp_dir {
     temp_dir() : clip::test::temp_dir("clip-safetensors-test") {}
 };
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in.good());
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-}
+using clip::test::read_file;
+using clip::test::write_file;
 
 std::uint64_t header_length(const std::string& file) {
     REQUIRE(file.size() >= 8);

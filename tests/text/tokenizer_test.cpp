@@ -30,17 +30,8 @@ struct temp_dir : clip::test::temp_dir {
     temp_dir() : clip::test::temp_dir("clip-tokenizer-test") {}
 };
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in.good());
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-}
+using clip::test::read_file;
+using clip::test::write_file;
 
 /// `text` gzip-compressed (one member), as OpenAI's vocabulary file is.
 std::string gzip(const std::string& text) {
