@@ -124,6 +124,18 @@ inline clip::tokenizer load_tokenizer(const std::string& vocab, const std::optio
     return clip::tokenizer::load(path);
 }
 
+/// load_tokenizer for `model`: its vocabulary must fit the model's token table, else every
+/// text would fail in the embedding with a message that does not name the vocabulary.
+inline clip::tokenizer load_tokenizer(const std::string& vocab, const opened_model& opened, const std::string& model_file) {
+    clip::tokenizer tokenizer = load_tokenizer(vocab, opened.is_preset ? std::nullopt : std::optional<std::filesystem::path>(model_file));
+    const auto tokens = static_cast<std::int64_t>(tokenizer.vocabulary().size());
+    const std::int64_t rows = opened.model.config().text.vocab_size;
+    if (tokens > rows)
+        throw clip::error(message("the vocabulary has ", tokens, " tokens but the model's token embedding has ", rows,
+                                  " rows: it was trained with another vocabulary (give the right one with --vocab)"));
+    return tokenizer;
+}
+
 /// clip.tokenize(texts, context_length, truncate): i64 [N, context_length]. A text too long for
 /// the context (with `truncate` off) keeps the library's message ("Input ... is too long for
 /// context length 77") and gains the option that cuts it.

@@ -128,7 +128,7 @@ inline void run_embed(const embed_options& o) {
     // vocabulary beside it.
     std::optional<clip::tokenizer> tokenizer;
     if (!o.texts.empty())
-        tokenizer = load_tokenizer(o.vocab, opened.is_preset ? std::nullopt : std::optional<std::filesystem::path>(o.model));
+        tokenizer = load_tokenizer(o.vocab, opened, o.model);
     const clip::clip_config& c = opened.model.config();
 
     std::vector<detail::row_source> image_sources, text_sources;

@@ -5,6 +5,8 @@
 //   clip preprocess [--size N] IMAGE... --out OUT.safetensors
 //   clip info       --model W|PRESET
 //   clip bench      --model PRESET|W --task encode_image|encode_text --batch B --threads T [--json]
+//   clip zeroshot   --model W (--labels L,L,... | --labels-file F) [--template T | --templates imagenet|F]
+//                   [--top-k K] [--json] IMAGE...
 // Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
 
@@ -16,6 +18,7 @@
 #include "info.hpp"
 #include "preprocess.hpp"
 #include "tokenize.hpp"
+#include "zeroshot.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"clip: CLIP image and text embeddings, tokenization, image preprocessing, model inspection and "
@@ -30,11 +33,13 @@ int main(int argc, char** argv) {
     clip_tool::preprocess_options preprocess;
     clip_tool::info_options info;
     clip_tool::bench_options bench;
+    clip_tool::zeroshot_options zeroshot;
     CLI::App* embed_command = clip_tool::add_embed_command(app, embed);
     CLI::App* tokenize_command = clip_tool::add_tokenize_command(app, tokenize);
     CLI::App* preprocess_command = clip_tool::add_preprocess_command(app, preprocess);
     CLI::App* info_command = clip_tool::add_info_command(app, info);
     CLI::App* bench_command = clip_tool::add_bench_command(app, bench);
+    CLI::App* zeroshot_command = clip_tool::add_zeroshot_command(app, zeroshot);
 
     try {
         app.parse(argc, argv);
@@ -49,8 +54,9 @@ int main(int argc, char** argv) {
         else if (preprocess_command->parsed()) clip_tool::run_preprocess(preprocess);
         else if (info_command->parsed()) clip_tool::run_info(info);
         else if (bench_command->parsed()) clip_tool::run_bench(bench);
+        else if (zeroshot_command->parsed()) return clip_tool::run_zeroshot(zeroshot) == 0 ? 0 : 1;
         else {
-            std::cerr << "clip: a command is required (embed, tokenize, preprocess, info or bench)\n\n" << app.help();
+            std::cerr << "clip: a command is required (embed, zeroshot, index, search, tokenize, preprocess, info or bench)\n\n" << app.help();
             return 2;
         }
         return 0;

@@ -34,3 +34,6 @@
 #include "clip/text/tokenizer.hpp"
 
 #include "clip/models/clip_model.hpp"
+
+#include "clip/zeroshot/templates.hpp"
+#include "clip/zeroshot/classifier.hpp"

@@ -11,41 +11,7 @@
 # safetensors_check.py (Python standard library only).
 set -uo pipefail
 
-clip="$1"
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source_root="${2:-$here/../..}"
-reference="${CLIP_REFERENCE_DIR:-$source_root/../shared/reference}"
-check_py=(python3 "$here/safetensors_check.py")
-
-tmp="$(mktemp -d /tmp/clip-cli-check.XXXXXX)"
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok:   $1"; }
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL: $1"
-    echo "  stdout: $(head -c 2000 "$tmp/stdout")"
-    echo "  stderr: $(head -c 2000 "$tmp/stderr")"
-}
-
-# run WHAT EXPECTED_STATUS CMD...: runs CMD, keeps its output in $tmp/stdout and $tmp/stderr, and
-# returns 0 when the status is EXPECTED_STATUS ("nonzero" accepts any failure).
-run() {
-    local what="$1" expected="$2"
-    shift 2
-    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
-    local status=$?
-    if [[ "$expected" == nonzero && $status -ne 0 ]] || [[ "$status" == "$expected" ]]; then
-        return 0
-    fi
-    echo "  ($what: exit status $status, expected $expected)" >>"$tmp/stderr"
-    return 1
-}
-
-# contains FILE TEXT: FILE contains TEXT literally.
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
 
 # ---- help and usage (no fixtures needed) ----------------------------------------------------
 for command in "" embed tokenize preprocess info bench; do
@@ -58,7 +24,7 @@ for command in "" embed tokenize preprocess info bench; do
 done
 
 if run "unknown subcommand" 2 "$clip" frobnicate; then pass "unknown subcommand: exit 2"; else fail "unknown subcommand: exit 2"; fi
-if run "no subcommand" 2 "$clip" && contains "$tmp/stderr" "embed, tokenize, preprocess, info or bench"; then
+if run "no subcommand" 2 "$clip" && contains "$tmp/stderr" "embed, zeroshot, index, search, tokenize, preprocess, info or bench"; then
     pass "no subcommand: exit 2, every command listed"
 else
     fail "no subcommand: exit 2, every command listed"
@@ -400,5 +366,4 @@ else
     fi
 fi
 
-echo "cli: $passed passed, $failed failed"
-((failed == 0))
+finish cli

@@ -15,6 +15,10 @@
                                                        "fits-non-ascii" (the first non-ASCII one that does not);
                                                        FIELD text prints the raw text (no newline),
                                                        FIELD row its tokenize_truncate row as JSON
+  safetensors_check.py zeroshot IO LABELS [TOL]        stdin: `clip zeroshot --json` lines, image i on line i;
+                                                       each label's probability equals softmax(IO's
+                                                       logits_per_image[i]) at the label's line in LABELS
+                                                       (the captions IO was made with), within TOL (1e-4)
 """
 import json
 import math
@@ -118,6 +122,33 @@ def bench_json():
     print(f"{len(lines)} JSON line(s) with {', '.join(fields)}")
 
 
+def zeroshot(io, labels_file, tolerance="1e-4"):
+    with open(labels_file, encoding="utf-8") as f:
+        labels = [line.strip() for line in f if line.strip()]
+    shape, _, logits = read(io, "logits_per_image")
+    n, m = shape
+    if m != len(labels):
+        sys.exit(f"{labels_file} has {len(labels)} labels, {io}:logits_per_image has {m} columns")
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if len(lines) != n:
+        sys.exit(f"expected {n} JSON lines (one per image), got {len(lines)}")
+    worst = 0.0
+    for i, line in enumerate(lines):
+        row = json.loads(line)
+        if sorted(row) != ["image", "labels", "probs"] or len(row["labels"]) != len(row["probs"]):
+            sys.exit(f"line {i}: expected image, labels, probs of one length: {line}")
+        top = max(logits[i * m:(i + 1) * m])
+        exps = [math.exp(v - top) for v in logits[i * m:(i + 1) * m]]
+        want = {label: e / sum(exps) for label, e in zip(labels, exps)}
+        if row["probs"] != sorted(row["probs"], reverse=True):
+            sys.exit(f"line {i}: probabilities not in decreasing order: {row['probs']}")
+        for label, p in zip(row["labels"], row["probs"]):
+            worst = max(worst, abs(p - want[label]))
+    if not worst <= float(tolerance):
+        sys.exit(f"zero-shot probabilities differ from softmax(logits_per_image) by {worst:.3g} > {tolerance}")
+    print(f"{n} images: probabilities within {worst:.3g} of softmax(logits_per_image)")
+
+
 def token_case(cases_file, field, which):
     with open(cases_file, encoding="utf-8") as f:
         cases = json.load(f)["cases"]
@@ -153,5 +184,7 @@ if __name__ == "__main__":
         print(dtype, header(args[0])[0][args[1]]["shape"])
     elif command == "token-case":
         token_case(*args)
+    elif command == "zeroshot":
+        zeroshot(*args)
     else:
         sys.exit(f"unknown command {command!r}")

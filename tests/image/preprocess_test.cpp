@@ -168,5 +168,20 @@ TEST_CASE("the batch: [N, 3, n, n] equal to one by one, on 1 and 2 threads, erro
         CHECK(contains(message, truncated.string()));
         CHECK(contains(message, "and 1 more images failed"));
         CHECK_THROWS_AS((void)clip::preprocess(with_bad, 224), clip::io_error);
+
+        // preprocess_each keeps the good images, in order, and lists the others.
+        const clip::preprocessed_batch each = clip::preprocess_each(with_bad, 224);
+        REQUIRE(each.images.shape() == clip::shape{2, 3, 224, 224});
+        CHECK(each.loaded == std::vector<std::size_t>{0, 2});
+        CHECK(float_difference(each.images.select(0, 0), singles[0]).second == 0);
+        CHECK(float_difference(each.images.select(0, 1), singles[2]).second == 0);
+        REQUIRE(each.failures.size() == 2);
+        CHECK(each.failures[0].index == 1);
+        CHECK(each.failures[0].file == truncated);
+        CHECK(contains(each.failures[0].message, truncated.string()));
+        CHECK(each.failures[1].index == 3);
     }
+    const clip::preprocessed_batch none = clip::preprocess_each({garbage}, 224);
+    CHECK(none.images.shape() == clip::shape{0, 3, 224, 224});
+    CHECK(none.failures.size() == 1);
 }

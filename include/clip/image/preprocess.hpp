@@ -17,7 +17,8 @@
 //   preprocess(path, n_px)           -> [3, n_px, n_px] f32 (read_image, then the transform)
 //   preprocess(paths, n_px)          -> [N, 3, n_px, n_px] f32, the images decoded and transformed
 //                                       in parallel on clip's thread pool (OpenMP, one image per
-//                                       thread at a time)
+//                                       thread at a time); throws if any fails
+//   preprocess_each(paths, n_px)     -> the same, keeping going past files that fail (listed)
 //   preprocess_rgb(image, n_px)      -> the RGB image [n_px, n_px, 3] before ToTensor
 //   image_to_tensor(rgb)             -> ToTensor + Normalize alone: [3, H, W] f32
 //
@@ -147,22 +148,40 @@ inline tensor preprocess(const std::filesystem::path& file, std::int64_t n_px = 
     return preprocess(read_image(file), n_px);
 }
 
-/// Reads and transforms every file, in parallel over the images: [N, 3, n_px, n_px] f32. When
-/// some fail, throws (after all have been tried) the first failure's error type with a message
-/// naming that image and its index, and how many others failed.
-inline tensor preprocess(const std::vector<std::filesystem::path>& files, std::int64_t n_px = 224) {
+/// What preprocess_each made of a list of files: the images that decoded, in file order, and
+/// one entry per file that did not.
+struct preprocessed_batch {
+    struct failure {
+        std::size_t index = 0;     ///< position in the file list
+        std::filesystem::path file;
+        std::string message;       ///< the error's own message (names the file and the problem)
+    };
+    tensor images;                       ///< [loaded.size(), 3, n_px, n_px] f32
+    std::vector<std::size_t> loaded;     ///< file-list positions of images' rows
+    std::vector<failure> failures;       ///< in file order
+};
+
+/// Reads and transforms every file, in parallel over the images, keeping going past files that
+/// fail: a tool indexing a folder skips a broken photo instead of stopping at it.
+inline preprocessed_batch preprocess_each(const std::vector<std::filesystem::path>& files, std::int64_t n_px = 224) {
     detail::check<shape_error>(n_px > 0, "preprocess: n_px ", n_px, " must be positive");
     const auto n = static_cast<std::int64_t>(files.size());
     tensor out = tensor::empty({n, 3, n_px, n_px}); // [N, 3, n, n]
     float* data = n > 0 ? out.data<float>() : nullptr;
     const std::int64_t image_floats = 3 * n_px * n_px;
-    // Exceptions must not leave an OpenMP region: each image's is kept and rethrown after.
-    std::vector<std::exception_ptr> failures(static_cast<std::size_t>(n));
+    // Exceptions must not leave an OpenMP region: each image's message is kept instead.
+    std::vector<std::string> failures(static_cast<std::size_t>(n));
+    std::vector<char> failed(static_cast<std::size_t>(n), 0);
     auto one = [&](std::int64_t i) {
+        const auto k = static_cast<std::size_t>(i);
         try {
-            detail::preprocess_into(read_image(files[static_cast<std::size_t>(i)]), n_px, data + i * image_floats);
+            detail::preprocess_into(read_image(files[k]), n_px, data + i * image_floats);
+        } catch (const std::exception& e) {
+            failed[k] = 1;
+            failures[k] = e.what();
         } catch (...) {
-            failures[static_cast<std::size_t>(i)] = std::current_exception();
+            failed[k] = 1;
+            failures[k] = "unknown error";
         }
     };
     // One image per thread at a time, handed out as threads free up (images differ in size, and
@@ -176,25 +195,34 @@ inline tensor preprocess(const std::vector<std::filesystem::path>& files, std::i
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (std::int64_t i = 0; i < n; ++i) one(i);
     }
-    std::int64_t failed = 0, first = -1;
-    for (std::int64_t i = 0; i < n; ++i)
-        if (failures[static_cast<std::size_t>(i)]) {
-            ++failed;
-            if (first < 0) first = i;
+    preprocessed_batch result;
+    std::int64_t rows = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const auto k = static_cast<std::size_t>(i);
+        if (failed[k]) {
+            result.failures.push_back({k, files[k], std::move(failures[k])});
+            continue;
         }
-    if (failed == 0) return out;
-    const std::string where = detail::message("preprocess: image ", first, " of ", n, " (\"",
-                                              files[static_cast<std::size_t>(first)].string(), "\"): ");
-    const std::string others = failed > 1 ? detail::message(" (and ", failed - 1, " more images failed)") : "";
-    try {
-        std::rethrow_exception(failures[static_cast<std::size_t>(first)]);
-    } catch (const io_error& e) {
-        throw io_error(where + e.what() + others);
-    } catch (const shape_error& e) {
-        throw shape_error(where + e.what() + others);
-    } catch (const std::exception& e) {
-        throw error(where + e.what() + others);
+        // Close the gaps left by failures (rows only move towards the front).
+        if (rows != i) std::copy_n(data + i * image_floats, image_floats, data + rows * image_floats);
+        result.loaded.push_back(k);
+        ++rows;
     }
+    result.images = rows == n ? out : out.slice(0, 0, rows);
+    return result;
+}
+
+/// Reads and transforms every file, in parallel over the images: [N, 3, n_px, n_px] f32. When
+/// some fail, throws (after all have been tried) an io_error naming the first failure's image and
+/// index, and how many others failed.
+inline tensor preprocess(const std::vector<std::filesystem::path>& files, std::int64_t n_px = 224) {
+    preprocessed_batch batch = preprocess_each(files, n_px);
+    if (batch.failures.empty()) return batch.images;
+    const preprocessed_batch::failure& first = batch.failures.front();
+    const std::size_t more = batch.failures.size() - 1;
+    throw io_error(detail::message("preprocess: image ", first.index, " of ", files.size(), " (\"", first.file.string(),
+                                   "\"): ", first.message,
+                                   more ? detail::message(" (and ", more, " more images failed)") : std::string()));
 }
 
 } // namespace clip
