@@ -2,9 +2,11 @@
 // (threads, batch) measurement, with the fields of ../shared/peers/bench_torch.py so the two can
 // be compared line by line.
 //
-// Inputs follow bench_torch.py: images N(0, 1) [B, 3, R, R]; token rows [SOT, 10 random ids,
-// EOT, 0...] with SOT = vocab - 2 and EOT = vocab - 1, so the EOT is the row's largest id and
-// argmax pooling finds it for any vocabulary. The weights' values do not affect the speed, so a
+// Inputs follow bench_torch.py: images N(0, 1) [B, 3, R, R]; token rows [SOT, random ids, EOT,
+// 0...] with SOT = vocab - 2 and EOT = vocab - 1, so the EOT is the row's largest id and argmax
+// pooling finds it for any vocabulary. --text-length sets how many tokens a row has: the text
+// tower computes positions up to the batch's last EOT only, so the default, full rows, times the
+// same work as the peers (which compute all positions whatever the caption). The weights' values do not affect the speed, so a
 // preset is built with random OpenAI initialisation (seed 0).
 #pragma once
 
@@ -33,6 +35,7 @@ struct bench_options {
     int iters = 10;
     int warmup = 2;
     bool json = false;
+    std::string text_length = "full";
 };
 
 inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
@@ -55,6 +58,16 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
     cmd->add_option("--warmup", o.warmup, "Untimed calls first (the first one creates the oneDNN plans)")
         ->capture_default_str()
         ->check(at_least(0));
+    cmd->add_option("--text-length", o.text_length,
+                    "encode_text rows: full (EOT in the last slot: all positions computed, as the peers do), "
+                    "captions (8-20 tokens, real caption lengths; the tower stops at the batch's last EOT), or N tokens")
+        ->capture_default_str()
+        ->check([](const std::string& v) -> std::string {
+            if (v == "full" || v == "captions") return {};
+            return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoll(v) >= 2
+                       ? std::string()
+                       : "must be full, captions or a token count of at least 2";
+        });
     cmd->add_flag("--json", o.json, "Print only the JSON lines");
     cmd->footer("Fields: peer, model, task, batch, threads, device, dtype, items_per_s (batch / median),\n"
                 "ms_per_batch (median), cold_ms (first call, plans included), iters, peak_rss_mb (the\n"
@@ -64,18 +77,24 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
 
 namespace detail {
 
-/// [B, ctx] i64 rows: SOT, 10 random ids in [1, vocab - 3], EOT, zero padding.
-inline clip::tensor random_tokens(const clip::clip_config& c, std::int64_t batch, std::uint64_t seed) {
+/// [B, ctx] i64 rows: SOT, random ids in [1, vocab - 3], EOT, zero padding. `length` "full"
+/// puts the EOT in the last slot (every position is computed, as the peers compute them all);
+/// "captions" draws 8 to 20 tokens a row (SOT and EOT included), the length of real captions; a
+/// number gives every row that many tokens.
+inline clip::tensor random_tokens(const clip::clip_config& c, std::int64_t batch, const std::string& length, std::uint64_t seed) {
     const std::int64_t ctx = c.text.context_length, vocab = c.text.vocab_size;
     clip::tensor tokens = clip::tensor::zeros({batch, ctx}, clip::dtype::i64); // [B, ctx]
     std::mt19937_64 rng(seed);
-    const std::int64_t words = std::clamp<std::int64_t>(ctx - 2, 0, 10);
     auto* row = tokens.data<std::int64_t>();
     for (std::int64_t b = 0; b < batch; ++b, row += ctx) {
+        const std::int64_t n = length == "full"       ? ctx
+                               : length == "captions" ? 8 + static_cast<std::int64_t>(rng() % 13)
+                                                      : std::stoll(length);
+        const std::int64_t used = std::clamp<std::int64_t>(n, 2, ctx);
         row[0] = vocab - 2;
-        for (std::int64_t i = 1; i <= words; ++i)
+        for (std::int64_t i = 1; i < used - 1; ++i)
             row[i] = 1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(vocab - 3, 1)));
-        row[words + 1] = vocab - 1;
+        row[used - 1] = vocab - 1;
     }
     return tokens;
 }
@@ -111,7 +130,7 @@ inline void run_bench(const bench_options& o) {
         for (const int batch : o.batches) {
             const std::int64_t R = c.vision.image_size;
             const clip::tensor input = image_task ? clip::rand_normal({batch, 3, R, R}, 1) // [B, 3, R, R]
-                                                  : detail::random_tokens(c, batch, 2);    // [B, ctx]
+                                                  : detail::random_tokens(c, batch, o.text_length, 2); // [B, ctx]
             const auto call = [&] {
                 const clip::tensor out = image_task ? opened.model.encode_image(input) : opened.model.encode_text(input);
                 (void)out;
@@ -135,6 +154,7 @@ inline void run_bench(const bench_options& o) {
             row["threads"] = threads;
             row["device"] = "cpu";
             row["dtype"] = "float32";
+            if (!image_task) row["text_length"] = o.text_length;
             row["items_per_s"] = detail::rounded(batch / median, 3);
             row["ms_per_batch"] = detail::rounded(1e3 * median, 3);
             if (o.warmup > 0) row["cold_ms"] = detail::rounded(1e3 * cold, 3);

@@ -10,6 +10,8 @@ clip="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source_root="${2:-$here/../..}"
 reference="${CLIP_REFERENCE_DIR:-$source_root/../shared/reference}"
+# Absolute, so that links made to fixtures from the temporary directory resolve.
+if [[ -d "$reference" ]]; then reference="$(cd "$reference" && pwd)"; fi
 check_py=(python3 "$here/safetensors_check.py")
 
 tmp="$(mktemp -d /tmp/clip-cli-check.XXXXXX)"

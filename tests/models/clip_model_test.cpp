@@ -43,6 +43,8 @@ void check_against_fixture(const clip::model& model, const std::filesystem::path
     const tensor text_features = model.encode_text(text, &text_run.observer);
     check_matches("image_features", image_features, io.get("image_features"), rel);
     check_matches("text_features", text_features, io.get("text_features"), rel);
+    // Untraced, the text tower runs only up to the batch's last EOT: the same features.
+    check_matches("text_features (up to the last EOT)", model.encode_text(text), io.get("text_features"), rel);
     check_matches("image_features_normalized", clip::l2_normalize(image_features), io.get("image_features_normalized"), rel);
     const auto logits = model.logits(image, text);
     check_matches("logits_per_image", logits.per_image, io.get("logits_per_image"), rel);
@@ -136,6 +138,25 @@ TEST_CASE("the end-to-end model on real captions and photos") {
     CHECK(model.config().vision.image_size == 224);
     CHECK(model.config().text.vocab_size == 49408);
     check_against_fixture(model, *dir / "e2e_io.safetensors", 1e-4);
+}
+
+TEST_CASE("the text tower stops at the last EOT of the batch, with the full-context result") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "e2e.safetensors");
+    const clip::safetensors io = clip::safetensors::open(*dir / "e2e_io.safetensors");
+    const tensor text = io.get("text"); // 5 captions of 5 to 12 tokens
+    fixture_run full;
+    const tensor everything = model.encode_text(text, &full.observer); // traced: all 77 positions
+    REQUIRE(full.seen.at("txt.block.0").size(1) == 77);
+    const tensor truncated = model.encode_text(text);
+    // Rows of a product do not depend on the other rows, so fewer positions give the same numbers
+    // up to the GEMM's blocking: equal within float rounding of the reduction order.
+    check_matches("batch", truncated, everything, 1e-6);
+    // Each caption alone runs to its own EOT and gives its row of the batch.
+    for (std::int64_t m = 0; m < text.size(0); ++m)
+        check_matches("caption " + std::to_string(m), model.encode_text(text.slice(0, m, m + 1)), everything.slice(0, m, m + 1), 1e-6);
+    check_matches("reference", truncated, io.get("text_features"), 1e-4);
 }
 
 TEST_CASE("f16 checkpoints load and stay close to the reference") {

@@ -4,9 +4,17 @@
 //   x = transformer(x) with the causal mask (token i attends to j ≤ i)
 //   features = ln_final(x[m, argmax(text[m])]) · text_projection  [M, E]
 // Pooling takes the position of the highest token id (the EOT token; the first one on ties).
-// ln_final is per position, so it runs on the pooled rows only. Intermediates: txt.embed,
-// txt.block.K, txt.ln_final (all positions, only when traced), txt.eot_index, txt.pooled.
+// ln_final is per position, so it runs on the pooled rows only.
+//
+// With the causal mask, position i depends on positions ≤ i only, so the positions after the
+// last pooled one in the batch cannot change any output: the tower runs on the first
+// max(eot) + 1 positions (a caption of 12 tokens costs 13 positions, not 77). When traced, it runs
+// all ctx positions so that the intermediates have the reference's shapes. Intermediates:
+// txt.embed, txt.block.K, txt.ln_final (all positions, only when traced), txt.eot_index,
+// txt.pooled.
 #pragma once
+
+#include <algorithm>
 
 #include "clip/expr/node.hpp"
 #include "clip/models/config.hpp"
@@ -41,13 +49,16 @@ struct text_transformer {
     /// text: [M, ctx] token ids (i32 or i64) -> features [M, E]
     tensor operator()(const tensor& text, const nn::trace* observer = nullptr) const {
         const std::int64_t M = text.size(0), W = config.width;
-        const tensor x = eval(embedding(token_embedding, text) + positional_embedding); // [M, ctx, W]
+        const tensor eot = argmax(text, -1); // [M]
+        const std::int64_t* position = eot.data<std::int64_t>();
+        const bool traced = observer && *observer;
+        const std::int64_t used = traced || M == 0 ? text.size(1) : *std::max_element(position, position + M) + 1;
+        const tensor x = eval(embedding(token_embedding, text.slice(1, 0, used)) +
+                              positional_embedding.slice(0, 0, used)); // [M, used, W]
         nn::record(observer, "txt.embed", x);
         const tensor encoded = transformer(x, true, observer, "txt");
-        if (observer && *observer) nn::record(observer, "txt.ln_final", ln_final(encoded));
-        const tensor eot = argmax(text, -1); // [M]
+        if (traced) nn::record(observer, "txt.ln_final", ln_final(encoded));
         nn::record(observer, "txt.eot_index", eot);
-        const std::int64_t* position = eot.data<std::int64_t>();
         tensor pooled = tensor::empty({M, W});
         for (std::int64_t m = 0; m < M; ++m) pooled.select(0, m).copy_from(encoded.select(0, m).select(0, position[m]));
         pooled = ln_final(pooled);
