@@ -46,7 +46,7 @@ inline CLI::App* add_embed_command(CLI::App& app, embed_options& o) {
     cmd->add_option("--model", o.model, "Checkpoint (.safetensors, OpenAI/OpenCLIP or Hugging Face names) or preset")
         ->required();
     cmd->add_option("--config", o.config, "Model config JSON (OpenCLIP or Hugging Face); default: infer from shapes");
-    cmd->add_option("--images-from", o.images_from, "Images [N, 3, R, R] f32/f16/bf16, preprocessed: tensor NAME in FILE.safetensors")
+    cmd->add_option("--images-from", o.images_from, "Images [N, 3, R, R] (or one [3, R, R]) f32/f16/bf16, preprocessed: tensor NAME in FILE.safetensors")
         ->type_name("FILE:NAME")
         ->check(tensor_argument_validator);
     cmd->add_option("--tokens-from", o.tokens_from, "Token ids [M, context] i64/i32: tensor NAME in FILE.safetensors")
@@ -133,6 +133,8 @@ inline void run_embed(const embed_options& o) {
 
     std::vector<detail::row_source> image_sources, text_sources;
     const std::int64_t R = c.vision.image_size;
+    // One image [3, R, R] (as `clip preprocess` writes them) is a batch of one.
+    if (images.defined() && images.ndim() == 3) images = images.unsqueeze(0);
     if (images.defined()) {
         if (images.ndim() != 4 || images.size(1) != 3 || images.size(2) != R || images.size(3) != R)
             throw clip::shape_error(message("--images-from ", o.images_from, ": images must be [N, 3, ", R, ", ", R,

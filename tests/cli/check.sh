@@ -281,6 +281,13 @@ else
     else
         fail "preprocess without --size: 224, the reference tensor"
     fi
+    # What preprocess writes ([3, R, R] per image) is what embed --images-from takes.
+    if run "embed preprocessed" 0 "$clip" embed --model "$e2e" --images-from "$tmp/p1.safetensors:camera_gray_small.png" --out "$tmp/pe.safetensors" \
+        && "${check_py[@]}" compare "$tmp/pe.safetensors" image_embeds "$e2e_io" "image_features[2:3]" >>"$tmp/stdout" 2>>"$tmp/stderr"; then
+        pass "embed --images-from one preprocessed image [3, 224, 224]: the reference features"
+    else
+        fail "embed --images-from one preprocessed image [3, 224, 224]: the reference features"
+    fi
 
     # embed: image files and captions, end to end, against the reference encoder outputs.
     e2e_images=("$images/chelsea_cat.png" "$images/rocket.jpg" "$images/camera_gray_small.png" "$images/astronaut_rgba_portrait.png")

@@ -251,6 +251,10 @@ TEST_CASE("checkpoints that do not fit the architecture name the file and the te
         {"unknown-scheme", [](auto& t) {
              for (auto& p : t) p.first = "model." + p.first;
          }, "model.", "unknown naming scheme"},
+        // Tensors nothing reads: a part of the network clip does not implement (OpenCLIP's layer
+        // scale here), which ignoring would silently change every output.
+        {"extra", [](auto& t) { t.emplace_back("visual.transformer.resblocks.0.ls_1.gamma", tensor::ones({128})); },
+         "visual.transformer.resblocks.0.ls_1.gamma", "does not use"},
         {"hf-missing-q", [&](auto& t) {
              t = all_tensors(*dir / "vit_hf.safetensors");
              std::erase_if(t, [](const auto& p) { return p.first == "text_model.encoder.layers.0.self_attn.q_proj.bias"; });
@@ -325,5 +329,23 @@ TEST_CASE("an OpenCLIP model config gives the architecture and the activation") 
     CHECK(clip::test::contains(message, "expects"));
     const auto broken = config_path("broken", "{\"embed_dim\": 64, ");
     CHECK_THROWS_AS(clip::model::load(*dir / "vit.safetensors", broken), clip::io_error);
-    for (const auto& p : {quick, plain, wrong, broken}) std::filesystem::remove(p);
+
+    // The Hub's open_clip_config.json: the model config under "model_cfg".
+    const auto hub = config_path("hub", "{\"model_cfg\": {\"embed_dim\": 64, \"quick_gelu\": true, " + vision + ", " + text +
+                                            "}, \"preprocess_cfg\": {\"mean\": [0.5, 0.5, 0.5]}}");
+    check_against_fixture(clip::model::load(*dir / "vit.safetensors", hub), *dir / "vit_io.safetensors", 1e-4);
+    // Options that change the network are refused, not ignored.
+    const std::string scaled_vision = R"("vision_cfg": {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8, "ls_init_value": 0.1})";
+    const auto scaled = config_path("ls", "{\"embed_dim\": 64, " + scaled_vision + ", " + text + "}");
+    const std::string refused = clip::test::error_message([&] { (void)clip::model::load(*dir / "vit.safetensors", scaled); });
+    CHECK(clip::test::contains(refused, "vision_cfg.ls_init_value = 0.1 is not supported"));
+    const std::string pooled_text = R"("text_cfg": {"vocab_size": 1000, "width": 128, "heads": 2, "layers": 2, "pool_type": "last"})";
+    const auto last = config_path("pool", "{\"embed_dim\": 64, " + vision + ", " + pooled_text + "}");
+    CHECK(clip::test::contains(clip::test::error_message([&] { (void)clip::model::load(*dir / "vit.safetensors", last); }),
+                               "text_cfg.pool_type = \"last\" is not supported"));
+    // Defaults written out are fine.
+    const std::string explicit_text = R"("text_cfg": {"vocab_size": 1000, "width": 128, "heads": 2, "layers": 2, "pool_type": "argmax", "ls_init_value": null, "embed_cls": false, "hf_model_name": null})";
+    const auto defaults = config_path("defaults", "{\"embed_dim\": 64, \"quick_gelu\": true, " + vision + ", " + explicit_text + "}");
+    check_against_fixture(clip::model::load(*dir / "vit.safetensors", defaults), *dir / "vit_io.safetensors", 1e-4);
+    for (const auto& p : {quick, plain, wrong, broken, hub, scaled, last, defaults}) std::filesystem::remove(p);
 }

@@ -122,6 +122,25 @@ public:
         return value.to(dtype::f32).contiguous();
     }
 
+    /// Stored tensors no parameter request has read, apart from those a loader may ignore (the
+    /// scalars OpenAI's checkpoints carry, BatchNorm's step counter, HF's position_ids buffers).
+    /// After a model is built from this checkpoint, any left means parts of the network this
+    /// library does not implement (OpenCLIP's layer scale, an attention pooler, ...) or a
+    /// config that does not match the weights: outputs would silently be wrong.
+    std::vector<std::string> unused() const {
+        std::vector<std::string> out;
+        const auto ends = [](const std::string& name, std::string_view tail) {
+            return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+        };
+        for (const std::string& name : names_) {
+            if (used_.count(name) || name == "input_resolution" || name == "context_length" || name == "vocab_size" ||
+                ends(name, "num_batches_tracked") || ends(name, "position_ids"))
+                continue;
+            out.push_back(name);
+        }
+        return out;
+    }
+
     /// The architecture as OpenAI's build_model infers it from the shapes (QuickGELU, 64-wide heads).
     clip_config infer_config() const {
         clip_config c;
@@ -179,6 +198,7 @@ private:
     tensor fetch(const std::string& name) const {
         detail::check<io_error>(file_.contains(name), file_.path().string(), ": tensor '", name,
                                 "' is missing (naming scheme ", naming_scheme_name(scheme_), ")");
+        used_.insert(name);
         return file_.get(name);
     }
 
@@ -231,6 +251,7 @@ private:
     safetensors file_;
     std::vector<std::string> names_;
     naming_scheme scheme_ = naming_scheme::openai;
+    mutable std::set<std::string, std::less<>> used_;
 };
 
 /// Reads an OpenCLIP model config (`embed_dim`, `vision_cfg`, `text_cfg`, `quick_gelu`) or a
@@ -250,11 +271,35 @@ inline clip_config read_config(const std::filesystem::path& path) {
         detail::check<io_error>(object[key].is_number_integer(), file, ": '", key, "' must be an integer");
         return object[key].get<std::int64_t>();
     };
+    // The Hugging Face Hub's open_clip_config.json wraps the model config in "model_cfg".
+    if (j.is_object() && j.contains("model_cfg") && j["model_cfg"].is_object() && !j.contains("vision_cfg")) {
+        nlohmann::json inner = j["model_cfg"];
+        j = std::move(inner);
+    }
     try {
         clip_config c;
         if (j.contains("vision_cfg") && j.contains("text_cfg")) { // OpenCLIP
             const nlohmann::json& v = j["vision_cfg"];
             const nlohmann::json& t = j["text_cfg"];
+            // Options that change the network without changing the names of the weights this
+            // library reads: refused rather than silently ignored.
+            const auto refuse = [&](const nlohmann::json& cfg, const char* section, const char* key, auto is_default) {
+                if (cfg.contains(key) && !cfg[key].is_null() && !is_default(cfg[key]))
+                    throw io_error(detail::message(file, ": ", section, ".", key, " = ", cfg[key].dump(),
+                                                   " is not supported (clip implements OpenAI's CLIP architecture)"));
+            };
+            const auto is_false = [](const nlohmann::json& x) { return x.is_boolean() && !x.get<bool>(); };
+            const auto is_empty = [](const nlohmann::json& x) { return x.empty() || (x.is_string() && x.get<std::string>().empty()); };
+            const auto is = [](const char* value) { return [value](const nlohmann::json& x) { return x.is_string() && x.get<std::string>() == value; }; };
+            for (const char* key : {"no_ln_pre", "attentional_pool", "final_ln_after_pool", "output_tokens", "input_patchnorm",
+                                    "global_average_pool"})
+                refuse(v, "vision_cfg", key, is_false);
+            for (const char* key : {"timm_model_name", "ls_init_value", "act_kwargs", "norm_kwargs"}) refuse(v, "vision_cfg", key, is_empty);
+            refuse(v, "vision_cfg", "pool_type", is("tok"));
+            for (const char* key : {"embed_cls", "no_causal_mask", "proj_bias", "output_tokens"}) refuse(t, "text_cfg", key, is_false);
+            for (const char* key : {"hf_model_name", "ls_init_value", "act_kwargs", "norm_kwargs"}) refuse(t, "text_cfg", key, is_empty);
+            refuse(t, "text_cfg", "pool_type", is("argmax"));
+            refuse(t, "text_cfg", "proj_type", is("linear"));
             c.embed_dim = number(j, "embed_dim", c.embed_dim);
             c.act = j.value("quick_gelu", false) ? activation::quick_gelu : activation::gelu;
             c.vision.image_size = number(v, "image_size", 224);

@@ -43,6 +43,14 @@ public:
         clip_config config = config_file ? read_config(*config_file) : source.infer_config();
         model m = build(config, source);
         m.scheme_ = source.scheme();
+        if (const std::vector<std::string> left = source.unused(); !left.empty()) {
+            std::string sample;
+            for (std::size_t i = 0; i < std::min<std::size_t>(left.size(), 4); ++i) sample += (i ? ", " : "") + left[i];
+            throw io_error(detail::message(weights.string(), ": ", left.size(), " tensor(s) the architecture does not use (",
+                                           sample, left.size() > 4 ? ", ..." : "", "): the checkpoint has parts clip does not ",
+                                           "implement, or the config does not match it",
+                                           config_file ? " (" + config_file->string() + ")" : std::string()));
+        }
         return m;
     }
 
