@@ -20,6 +20,7 @@ packages=(
     doctest-dev       # tests
     libbenchmark-dev  # bench/
     libcli11-dev      # the clip command-line tool (examples/clip)
+    libhnswlib-dev    # approximate embedding search (include/clip/search/hnsw.hpp)
 )
 
 missing=()

@@ -79,6 +79,15 @@ inline opened_model open_model(const std::string& spec, const std::string& confi
     return {clip::model::load(spec, config_file), spec, false};
 }
 
+/// What identifies the model's embedding space, for indexes: a preset by name (its weights are a
+/// function of the name and seed 0), a checkpoint by its content, plus the config file's content
+/// when one is given (it can change the activation, hence every embedding).
+inline std::string model_identity(const opened_model& opened, const std::string& config) {
+    std::string id = opened.is_preset ? "preset " + opened.name + " seed 0" : "weights " + clip::file_fingerprint(opened.name);
+    if (!config.empty()) id += " config " + clip::file_fingerprint(config);
+    return id;
+}
+
 /// A `FILE:NAME` argument: the tensor NAME inside the safetensors file FILE.
 struct tensor_argument {
     std::filesystem::path file;

@@ -7,7 +7,10 @@
 //   clip bench      --model PRESET|W --task encode_image|encode_text --batch B --threads T [--json]
 //   clip zeroshot   --model W (--labels L,L,... | --labels-file F) [--template T | --templates imagenet|F]
 //                   [--top-k K] [--json] IMAGE...
-// Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error.
+//   clip index      --model W --images DIR --out INDEX [--ann auto|always|never]
+//   clip search     --index INDEX --model W (--text Q | --image F)... [--top-k K] [--json] [--exact]
+// Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error, 3 (index)
+// written, but some files could not be read.
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -15,8 +18,10 @@
 
 #include "bench.hpp"
 #include "embed.hpp"
+#include "index.hpp"
 #include "info.hpp"
 #include "preprocess.hpp"
+#include "search.hpp"
 #include "tokenize.hpp"
 #include "zeroshot.hpp"
 
@@ -34,12 +39,16 @@ int main(int argc, char** argv) {
     clip_tool::info_options info;
     clip_tool::bench_options bench;
     clip_tool::zeroshot_options zeroshot;
+    clip_tool::index_options index;
+    clip_tool::search_options search;
     CLI::App* embed_command = clip_tool::add_embed_command(app, embed);
     CLI::App* tokenize_command = clip_tool::add_tokenize_command(app, tokenize);
     CLI::App* preprocess_command = clip_tool::add_preprocess_command(app, preprocess);
     CLI::App* info_command = clip_tool::add_info_command(app, info);
     CLI::App* bench_command = clip_tool::add_bench_command(app, bench);
     CLI::App* zeroshot_command = clip_tool::add_zeroshot_command(app, zeroshot);
+    CLI::App* index_command = clip_tool::add_index_command(app, index);
+    CLI::App* search_command = clip_tool::add_search_command(app, search);
 
     try {
         app.parse(argc, argv);
@@ -55,6 +64,8 @@ int main(int argc, char** argv) {
         else if (info_command->parsed()) clip_tool::run_info(info);
         else if (bench_command->parsed()) clip_tool::run_bench(bench);
         else if (zeroshot_command->parsed()) return clip_tool::run_zeroshot(zeroshot) == 0 ? 0 : 1;
+        else if (index_command->parsed()) return clip_tool::run_index(index) == 0 ? 0 : 3;
+        else if (search_command->parsed()) clip_tool::run_search(search);
         else {
             std::cerr << "clip: a command is required (embed, zeroshot, index, search, tokenize, preprocess, info or bench)\n\n" << app.help();
             return 2;

@@ -27,6 +27,7 @@
 #include "clip/ops/conv.hpp"
 #include "clip/ops/attention.hpp"
 
+#include "clip/io/fingerprint.hpp"
 #include "clip/io/safetensors.hpp"
 
 #include "clip/image/preprocess.hpp"
@@ -37,3 +38,7 @@
 
 #include "clip/zeroshot/templates.hpp"
 #include "clip/zeroshot/classifier.hpp"
+
+#include "clip/search/exact.hpp"
+#include "clip/search/hnsw.hpp"
+#include "clip/search/index.hpp"

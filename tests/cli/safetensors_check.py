@@ -19,6 +19,10 @@
                                                        each label's probability equals softmax(IO's
                                                        logits_per_image[i]) at the label's line in LABELS
                                                        (the captions IO was made with), within TOL (1e-4)
+  safetensors_check.py search INDEX QUERIES NAME K     stdin: `clip search --json` lines, query i on line i; each
+                                                       equals the brute-force top K of the index's embeddings
+                                                       against row i of QUERIES:NAME (normalised), in double
+  safetensors_check.py index-paths INDEX               the indexed paths, one a line
 """
 import json
 import math
@@ -149,6 +153,46 @@ def zeroshot(io, labels_file, tolerance="1e-4"):
     print(f"{n} images: probabilities within {worst:.3g} of softmax(logits_per_image)")
 
 
+def index_paths(index):
+    _, _, offsets = read(index, "path_offsets")
+    h, start = header(index)
+    begin, end = h["path_bytes"]["data_offsets"]
+    with open(index, "rb") as f:
+        f.seek(start + begin)
+        data = f.read(end - begin)
+    return [data[offsets[i]:offsets[i + 1]].decode("utf-8", "surrogateescape") for i in range(len(offsets) - 1)]
+
+
+def search(index, queries, name, k, tolerance=1e-5):
+    k = int(k)
+    (n, d), _, rows = read(index, "embeddings")
+    paths = index_paths(index)
+    (q, qd), _, wanted = read(queries, name)
+    if qd != d:
+        sys.exit(f"queries have {qd} columns, the index {d}")
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if len(lines) != q:
+        sys.exit(f"expected {q} JSON lines (one per query), got {len(lines)}")
+    for i, line in enumerate(lines):
+        query = wanted[i * d:(i + 1) * d]
+        norm = math.sqrt(sum(v * v for v in query))
+        scores = {paths[r]: sum(a * b for a, b in zip(rows[r * d:(r + 1) * d], query)) / norm for r in range(n)}
+        best = sorted(scores.values(), reverse=True)[:k]
+        results = json.loads(line)["results"]
+        if len(results) != min(k, n):
+            sys.exit(f"query {i}: {len(results)} results, expected {min(k, n)}")
+        if len({r["path"] for r in results}) != len(results):
+            sys.exit(f"query {i}: a path appears twice: {results}")
+        for rank, r in enumerate(results):
+            # Each result scores what brute force gives it, and ranks where brute force puts it (up
+            # to float rounding between the tool's f32 and this double computation).
+            if abs(scores[r["path"]] - r["score"]) > tolerance:
+                sys.exit(f"query {i}: {r['path']} scored {r['score']}, brute force {scores[r['path']]}")
+            if abs(best[rank] - r["score"]) > tolerance:
+                sys.exit(f"query {i}: rank {rank} scored {r['score']}, brute force's rank {rank} is {best[rank]}")
+    print(f"{q} queries: the brute-force top {k} of {n}")
+
+
 def token_case(cases_file, field, which):
     with open(cases_file, encoding="utf-8") as f:
         cases = json.load(f)["cases"]
@@ -186,5 +230,9 @@ if __name__ == "__main__":
         token_case(*args)
     elif command == "zeroshot":
         zeroshot(*args)
+    elif command == "search":
+        search(*args)
+    elif command == "index-paths":
+        print("\n".join(index_paths(args[0])))
     else:
         sys.exit(f"unknown command {command!r}")
