@@ -101,8 +101,8 @@ inline std::size_t run_index(const index_options& o) {
         std::int64_t old_row = -1; // row in `old`, or -1: embedded in this run
     };
     std::vector<entry> kept;
-    std::vector<fs::path> todo;
-    std::vector<clip::file_stamp> todo_stamps;
+    std::vector<fs::path> pending;
+    std::vector<clip::file_stamp> pending_stamps;
     std::vector<std::pair<std::string, std::string>> skipped; // file, why
     for (const fs::path& file : files) {
         clip::file_stamp stamp;
@@ -116,12 +116,12 @@ inline std::size_t run_index(const index_options& o) {
         if (row && old->stamps()[static_cast<std::size_t>(*row)] == stamp) {
             kept.push_back({file.string(), stamp, *row});
         } else {
-            todo.push_back(file);
-            todo_stamps.push_back(stamp);
+            pending.push_back(file);
+            pending_stamps.push_back(stamp);
         }
     }
     const std::int64_t removed = old ? old->size() - static_cast<std::int64_t>(kept.size()) -
-                                           std::count_if(todo.begin(), todo.end(), [&](const fs::path& f) { return old->find(f.string()).has_value(); })
+                                           std::count_if(pending.begin(), pending.end(), [&](const fs::path& f) { return old->find(f.string()).has_value(); })
                                      : 0;
 
     std::vector<entry> embedded;
@@ -152,7 +152,7 @@ inline std::size_t run_index(const index_options& o) {
     const auto wants_graph = [&](std::int64_t size) {
         return o.ann == "always" || (o.ann == "auto" && size >= o.ann_threshold);
     };
-    if (todo.empty() && removed == 0 && old) {
+    if (pending.empty() && removed == 0 && old) {
         if (wants_graph(old->size()) == old->has_graph()) {
             std::cout << "up to date: " << o.out << " holds all " << old->size() << " images under " << o.images << '\n';
         } else {
@@ -163,23 +163,23 @@ inline std::size_t run_index(const index_options& o) {
                       << (old->has_graph() ? "; built its HNSW graph" : "; removed its HNSW graph") << '\n';
         }
     } else {
-        embedded.reserve(todo.size());
-        progress_bar progress("embedding", static_cast<std::int64_t>(todo.size()));
+        embedded.reserve(pending.size());
+        progress_bar progress("embedding", static_cast<std::int64_t>(pending.size()));
         auto last_save = clock::now();
-        for (std::size_t first = 0; first < todo.size(); first += static_cast<std::size_t>(o.batch)) {
-            const std::size_t last = std::min(todo.size(), first + static_cast<std::size_t>(o.batch));
-            const std::vector<fs::path> batch_files(todo.begin() + static_cast<std::ptrdiff_t>(first),
-                                                    todo.begin() + static_cast<std::ptrdiff_t>(last));
+        for (std::size_t first = 0; first < pending.size(); first += static_cast<std::size_t>(o.batch)) {
+            const std::size_t last = std::min(pending.size(), first + static_cast<std::size_t>(o.batch));
+            const std::vector<fs::path> batch_files(pending.begin() + static_cast<std::ptrdiff_t>(first),
+                                                    pending.begin() + static_cast<std::ptrdiff_t>(last));
             const clip::preprocessed_batch batch = clip::preprocess_each(batch_files, R);
             for (const auto& failure : batch.failures) skipped.emplace_back(failure.file.string(), failure.message);
             if (!batch.loaded.empty()) {
                 const clip::tensor features = clip::l2_normalize(opened.model.encode_image(batch.images)); // [B, D]
                 rows.insert(rows.end(), features.data<float>(), features.data<float>() + features.numel());
                 for (std::size_t i : batch.loaded)
-                    embedded.push_back({todo[first + i].string(), todo_stamps[first + i], -1});
+                    embedded.push_back({pending[first + i].string(), pending_stamps[first + i], -1});
             }
             progress.update(static_cast<std::int64_t>(last));
-            if (last < todo.size() && std::chrono::duration<double>(clock::now() - last_save).count() >= o.save_every) {
+            if (last < pending.size() && std::chrono::duration<double>(clock::now() - last_save).count() >= o.save_every) {
                 assemble().save(o.out);
                 last_save = clock::now();
             }
