@@ -2,7 +2,10 @@
 //
 // clip implements OpenAI's CLIP in C++20: tensors with lazy element-wise expressions
 // (core/, expr/), the operations CLIP needs behind one dispatch seam (ops/) with a oneDNN CPU
-// backend and an Eigen reference backend (backend/). Everything public is in namespace clip;
+// backend and an Eigen reference backend (backend/), checkpoints (io/), layers and encoders
+// (nn/, models/), the tokenizer (text/), image preprocessing (image/), zero-shot
+// classification (zeroshot/), embedding search (search/) and training (train/: explicit
+// forward/backward per layer, losses, AdamW). Everything public is in namespace clip;
 // internals are in clip::detail.
 #pragma once
 
@@ -42,3 +45,8 @@
 #include "clip/search/exact.hpp"
 #include "clip/search/hnsw.hpp"
 #include "clip/search/index.hpp"
+
+#include "clip/train/model.hpp"
+#include "clip/train/adamw.hpp"
+#include "clip/train/schedule.hpp"
+#include "clip/train/grad_clip.hpp"

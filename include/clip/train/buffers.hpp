@@ -1,0 +1,92 @@
+// clip/train/buffers.hpp: the memory a training step works in, kept from one step to the next.
+//
+// Every trainable layer owns the buffers of its forward pass (its output and whatever its
+// backward pass reads: normalisation statistics, pre-activations, attention probabilities), and
+// the towers own the gradient buffers of their activations. `reuse` sizes a buffer on the first
+// step and hands the same memory back on every later step that needs no more, so a steady-state
+// step allocates no tensor memory (tests/train/model_test.cpp counts allocations to prove it).
+//
+// `add_column_sums` is the reduction behind every bias-like gradient (Σ over the rows of an
+// [R, C] matrix). It splits the columns, not the rows, across threads: each sum is added in row
+// order, so a gradient is the same whatever the thread count.
+#pragma once
+
+#include <algorithm>
+
+#include "clip/expr/node.hpp"
+
+namespace clip::detail {
+
+/// A tensor that owns memory for `capacity` elements and shows a row-major prefix of it: a
+/// cache field that keeps its memory when a batch is smaller (e.g. shorter captions) than the
+/// largest seen so far.
+struct buffer : tensor {
+    std::int64_t capacity = 0;
+};
+
+/// `b` as a contiguous tensor of shape `s` and dtype `t`, reusing its memory when it holds enough
+/// (the previous contents are left as they are, reinterpreted).
+inline const tensor& reuse(buffer& b, const shape& s, dtype t = dtype::f32) {
+    const std::int64_t n = s.numel();
+    if (!b.defined() || b.dtype() != t || n > b.capacity) {
+        static_cast<tensor&>(b) = tensor::empty(s, t);
+        b.capacity = n;
+    } else if (b.shape() != s) {
+        static_cast<tensor&>(b) = tensor::from_blob(b.storage().get(), s, t, b.storage());
+    }
+    return b;
+}
+
+/// sums[c] += Σ_r term(r, c) for r < rows and c < cols, where `term(r, c)` gives a register of
+/// the simd_width terms of row r starting at column c, and `tail(r, c)` one term (for the
+/// columns past the last full register).
+template <class Term, class Tail>
+void add_column_sums(float* sums, std::int64_t rows, std::int64_t cols, Term&& term, Tail&& tail) {
+    constexpr std::int64_t block = 4 * simd_width; // four independent accumulators per task
+    const std::int64_t blocks = (cols + block - 1) / block;
+    parallel_for(blocks, rows * block, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t b = first; b < last; ++b) {
+            const std::int64_t c0 = b * block, n = std::min(block, cols - c0);
+            if (n == block) {
+                simd a0 = simd::load_unaligned(sums + c0), a1 = simd::load_unaligned(sums + c0 + simd_width);
+                simd a2 = simd::load_unaligned(sums + c0 + 2 * simd_width);
+                simd a3 = simd::load_unaligned(sums + c0 + 3 * simd_width);
+                for (std::int64_t r = 0; r < rows; ++r) {
+                    a0 += term(r, c0);
+                    a1 += term(r, c0 + simd_width);
+                    a2 += term(r, c0 + 2 * simd_width);
+                    a3 += term(r, c0 + 3 * simd_width);
+                }
+                a0.store_unaligned(sums + c0);
+                a1.store_unaligned(sums + c0 + simd_width);
+                a2.store_unaligned(sums + c0 + 2 * simd_width);
+                a3.store_unaligned(sums + c0 + 3 * simd_width);
+                continue;
+            }
+            for (std::int64_t c = c0; c < c0 + n; ++c) {
+                float s = sums[c];
+                for (std::int64_t r = 0; r < rows; ++r) s += tail(r, c);
+                sums[c] = s;
+            }
+        }
+    });
+}
+
+/// sums[c] += Σ_r x[r·row_stride + c]: the gradient of a bias broadcast over rows.
+inline void add_column_sums(float* sums, const float* x, std::int64_t rows, std::int64_t cols, std::int64_t row_stride) {
+    add_column_sums(
+        sums, rows, cols, [&](std::int64_t r, std::int64_t c) { return simd::load_unaligned(x + r * row_stride + c); },
+        [&](std::int64_t r, std::int64_t c) { return x[r * row_stride + c]; });
+}
+
+/// Checks that `t` is a defined, contiguous f32 tensor of shape `s` on the CPU (what the
+/// training kernels read and write directly).
+inline void require_buffer(const tensor& t, const shape& s, const char* op, const char* what) {
+    require_defined(t, op);
+    require_cpu(t, op);
+    check<shape_error>(t.shape() == s, op, ": ", what, " has shape ", t.shape(), ", expected ", s);
+    check<dtype_error>(t.dtype() == dtype::f32, op, ": ", what, " must be f32, got ", t.dtype());
+    check<shape_error>(t.is_contiguous(), op, ": ", what, " must be contiguous, got strides ", t.strides());
+}
+
+} // namespace clip::detail

@@ -1,0 +1,208 @@
+// clip/train/loss.hpp: the contrastive losses, OpenCLIP's ClipLoss and SigLipLoss (world size 1).
+//
+// Both take L2-normalised features i, t [N, E] (row k of each is a matching pair) and the log
+// temperature t' (the `logit_scale` parameter), s = exp(t'):
+//
+// clip_loss (open_clip.loss.ClipLoss):
+//   forward   L = s · i tᵀ                            [N, N] (logits_per_image; logits_per_text = Lᵀ)
+//             loss = (CE(L, arange N) + CE(Lᵀ, arange N)) / 2,   CE = mean softmax cross-entropy
+//   backward  dL = (softmax_rows(L) − I + softmax_columns(L) − I) / (2N)
+//             di = s · dL t,   dt = s · dLᵀ i,   dt' = Σ dL ⊙ L          (∂L/∂t' = L)
+// siglip_loss (open_clip.loss.SigLipLoss; the SigLIP paper's t' = ln 10, b = −10 start):
+//   forward   L = s · i tᵀ + b,   y = 2I − 1  (+1 for pairs, −1 otherwise)
+//             loss = −Σ log σ(y ⊙ L) / N
+//   backward  dL = −y ⊙ σ(−y ⊙ L) / N
+//             di = s · dL t,   dt = s · dLᵀ i,   dt' = Σ dL ⊙ (L − b),   db = Σ dL
+// The similarity products are clip::matmul, the backward ones on a transposed view of dL. s is
+// applied outside the products (to the logits, and folded into dL), as PyTorch does, and because
+// it changes every step while a product's scale is part of its oneDNN plan. Sums over the N²
+// logits are kept in double. `grad_loss` scales every gradient (1 for one batch; the
+// gradient-accumulation weight otherwise).
+//
+// clamp_logit_scale is the clamp OpenCLIP's training loop applies after every optimiser step.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "clip/ops/matmul.hpp"
+#include "clip/ops/rowwise.hpp"
+#include "clip/train/buffers.hpp"
+#include "clip/train/parameters.hpp"
+
+namespace clip::detail {
+
+/// log Σ_j exp(row[j]) for each of the `rows` rows of a row-major [rows, n] matrix.
+inline void row_log_sum_exp(const float* x, std::int64_t rows, std::int64_t n, double* out) {
+    parallel_for(rows, n * 2, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t r = first; r < last; ++r) {
+            const float* row = x + r * n;
+            const float m = row_max(row, n);
+            double total = 0.0;
+            for (std::int64_t j = 0; j < n; ++j) total += std::exp(static_cast<double>(row[j]) - m);
+            out[r] = m + std::log(total);
+        }
+    });
+}
+
+inline void check_features(const tensor& image, const tensor& text, const char* op) {
+    require_buffer(image, image.shape(), op, "image features");
+    require_buffer(text, text.shape(), op, "text features");
+    check<shape_error>(image.ndim() == 2 && image.shape() == text.shape(), op, ": image features ", image.shape(),
+                       " and text features ", text.shape(), " must both be [N, E]");
+}
+
+} // namespace clip::detail
+
+namespace clip::train {
+
+struct clip_loss {
+    struct cache {
+        tensor image, text;         // i, t [N, E]: the caller's buffers, which must live until backward
+        detail::buffer logits;      // L [N, N] (logits_per_image)
+        detail::buffer grad_logits; // s · dL [N, N]
+        detail::buffer transposed;  // Lᵀ [N, N]
+        std::vector<double> row_lse, column_lse;
+        float scale = 1.0f;         // s
+    };
+
+    /// image, text [N, E] (normalised), logit_scale t' -> the loss.
+    float forward(const tensor& image, const tensor& text, float logit_scale, cache& c) const {
+        detail::check_features(image, text, "clip_loss");
+        const std::int64_t N = image.size(0);
+        c.image = image;
+        c.text = text;
+        c.scale = std::exp(logit_scale);
+        const tensor& L = detail::reuse(c.logits, {N, N});
+        matmul_into(L, image, text.t());
+        assign(L, L * c.scale);
+        const tensor& Lt = detail::reuse(c.transposed, {N, N});
+        Lt.copy_from(L.t());
+        c.row_lse.resize(static_cast<std::size_t>(N));
+        c.column_lse.resize(static_cast<std::size_t>(N));
+        detail::row_log_sum_exp(L.data<float>(), N, N, c.row_lse.data());
+        detail::row_log_sum_exp(Lt.data<float>(), N, N, c.column_lse.data());
+        double image_loss = 0.0, text_loss = 0.0;
+        const float* l = L.data<float>();
+        for (std::int64_t k = 0; k < N; ++k) {
+            image_loss += c.row_lse[static_cast<std::size_t>(k)] - l[k * N + k];
+            text_loss += c.column_lse[static_cast<std::size_t>(k)] - l[k * N + k];
+        }
+        return static_cast<float>((image_loss / static_cast<double>(N) + text_loss / static_cast<double>(N)) / 2.0);
+    }
+
+    /// -> grad_image, grad_text [N, E] (written); returns d loss / d logit_scale.
+    float backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
+        const std::int64_t N = c.logits.size(0);
+        const tensor& dL = detail::reuse(c.grad_logits, {N, N});
+        const float* l = c.logits.data<float>();
+        float* d = dL.data<float>();
+        const double weight = static_cast<double>(grad_loss) / (2.0 * static_cast<double>(N));
+        std::vector<double> partial(static_cast<std::size_t>(N));
+        detail::parallel_for(N, N * 4, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t r = first; r < last; ++r) {
+                double sum = 0.0;
+                for (std::int64_t j = 0; j < N; ++j) {
+                    const double v = l[r * N + j];
+                    const double p_row = std::exp(v - c.row_lse[static_cast<std::size_t>(r)]);
+                    const double p_column = std::exp(v - c.column_lse[static_cast<std::size_t>(j)]);
+                    const double g = weight * (p_row + p_column - (r == j ? 2.0 : 0.0));
+                    d[r * N + j] = static_cast<float>(g * c.scale);
+                    sum += g * v;
+                }
+                partial[static_cast<std::size_t>(r)] = sum;
+            }
+        });
+        double grad_scale = 0.0;
+        for (double p : partial) grad_scale += p;
+        detail::require_buffer(grad_image, c.image.shape(), "clip_loss backward", "image gradient");
+        detail::require_buffer(grad_text, c.text.shape(), "clip_loss backward", "text gradient");
+        matmul_into(grad_image, dL, c.text);
+        matmul_into(grad_text, dL.t(), c.image);
+        return static_cast<float>(grad_scale);
+    }
+};
+
+struct siglip_loss {
+    struct cache {
+        tensor image, text;         // i, t [N, E]
+        detail::buffer logits;      // L [N, N]
+        detail::buffer grad_logits; // s · dL [N, N]
+        float scale = 1.0f, bias = 0.0f;
+    };
+    struct scalar_gradients {
+        float logit_scale = 0.0f;
+        float logit_bias = 0.0f;
+    };
+
+    float forward(const tensor& image, const tensor& text, float logit_scale, float logit_bias, cache& c) const {
+        detail::check_features(image, text, "siglip_loss");
+        const std::int64_t N = image.size(0);
+        c.image = image;
+        c.text = text;
+        c.scale = std::exp(logit_scale);
+        c.bias = logit_bias;
+        const tensor& L = detail::reuse(c.logits, {N, N});
+        matmul_into(L, image, text.t());
+        assign(L, L * c.scale + logit_bias);
+        const float* l = L.data<float>();
+        std::vector<double> partial(static_cast<std::size_t>(N));
+        detail::parallel_for(N, N * 4, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t r = first; r < last; ++r) {
+                double sum = 0.0;
+                for (std::int64_t j = 0; j < N; ++j) {
+                    const double z = (r == j ? 1.0 : -1.0) * l[r * N + j];
+                    sum += std::min(z, 0.0) - std::log1p(std::exp(-std::abs(z))); // log σ(z), stably
+                }
+                partial[static_cast<std::size_t>(r)] = sum;
+            }
+        });
+        double total = 0.0;
+        for (double p : partial) total += p;
+        return static_cast<float>(-total / static_cast<double>(N));
+    }
+
+    scalar_gradients backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
+        const std::int64_t N = c.logits.size(0);
+        const tensor& dL = detail::reuse(c.grad_logits, {N, N});
+        const float* l = c.logits.data<float>();
+        float* d = dL.data<float>();
+        const double weight = static_cast<double>(grad_loss) / static_cast<double>(N);
+        std::vector<double> partial_scale(static_cast<std::size_t>(N)), partial_bias(static_cast<std::size_t>(N));
+        detail::parallel_for(N, N * 4, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t r = first; r < last; ++r) {
+                double sum_scale = 0.0, sum_bias = 0.0;
+                for (std::int64_t j = 0; j < N; ++j) {
+                    const double y = r == j ? 1.0 : -1.0, v = l[r * N + j];
+                    const double g = -weight * y / (1.0 + std::exp(y * v)); // −y·σ(−y·L)/N
+                    d[r * N + j] = static_cast<float>(g * c.scale);
+                    sum_scale += g * (v - c.bias);
+                    sum_bias += g;
+                }
+                partial_scale[static_cast<std::size_t>(r)] = sum_scale;
+                partial_bias[static_cast<std::size_t>(r)] = sum_bias;
+            }
+        });
+        scalar_gradients out;
+        double s = 0.0, b = 0.0;
+        for (std::size_t r = 0; r < partial_scale.size(); ++r) {
+            s += partial_scale[r];
+            b += partial_bias[r];
+        }
+        out.logit_scale = static_cast<float>(s);
+        out.logit_bias = static_cast<float>(b);
+        detail::require_buffer(grad_image, c.image.shape(), "siglip_loss backward", "image gradient");
+        detail::require_buffer(grad_text, c.text.shape(), "siglip_loss backward", "text gradient");
+        matmul_into(grad_image, dL, c.text);
+        matmul_into(grad_text, dL.t(), c.image);
+        return out;
+    }
+};
+
+/// Clamps logit_scale to [0, max] in place (OpenCLIP: `logit_scale.clamp_(0, math.log(100))`).
+inline void clamp_logit_scale(const parameter_store& store, float max = 4.605170185988091f) {
+    float* value = store.at("logit_scale").value.data<float>();
+    *value = std::min(std::max(*value, 0.0f), max);
+}
+
+} // namespace clip::train

@@ -1,0 +1,93 @@
+// clip/train/model.hpp: a trainable CLIP: both towers, the normalisation and the loss.
+//
+//   forward   i = normalize(visual(images)),  t = normalize(text(ids)),  loss = ClipLoss or SigLipLoss
+//   backward  dloss = grad_loss  ->  di, dt, d logit_scale (, d logit_bias)  ->  both towers
+// Every gradient is added to the parameter store's; a training step is
+//
+//     store.zero_grad();
+//     const float loss = model.forward(images, ids);
+//     model.backward();
+//     clip::train::clip_grad_norm(store, 1.0);        // optional
+//     optimizer.step(schedule(step));
+//     clip::train::clamp_logit_scale(store);
+//
+// The model keeps every activation its backward pass needs, in buffers reused from one step to
+// the next: once a step has run at the largest batch (and caption length) it will see, a step
+// allocates no tensor memory. The store must outlive the model. The features and logits of the
+// last forward pass stay readable until the next one.
+#pragma once
+
+#include "clip/train/loss.hpp"
+#include "clip/train/normalize.hpp"
+#include "clip/train/text_transformer.hpp"
+#include "clip/train/vision_transformer.hpp"
+
+namespace clip::train {
+
+class clip_model {
+public:
+    /// A model over the parameters of `store` (which it reads and whose gradients it writes).
+    explicit clip_model(const parameter_store& store)
+        : store_(&store), visual_(vision_transformer::bind(store)), text_(text_transformer::bind(store)) {}
+    /// A model keeps a pointer to its store: a temporary one would dangle.
+    explicit clip_model(const parameter_store&&) = delete;
+
+    /// images [N, 3, R, R] f32 and ids [N, ctx] (pair k matches image k with text k) -> loss.
+    float forward(const tensor& images, const tensor& ids) {
+        detail::check<shape_error>(images.ndim() == 4 && ids.ndim() == 2 && images.size(0) == ids.size(0),
+                                   "clip_model: ", images.ndim() == 4 ? images.size(0) : -1, " images and ",
+                                   ids.ndim() == 2 ? ids.size(0) : -1, " texts: a batch needs one text per image (images ",
+                                   images.shape(), ", ids ", ids.shape(), ")");
+        const tensor& i = normalize_.forward(visual_.forward(images, visual_cache_), image_norm_);
+        const tensor& t = normalize_.forward(text_.forward(ids, text_cache_), text_norm_);
+        const float scale = store_->at("logit_scale").value.item<float>();
+        if (store_->kind() == objective::siglip)
+            return siglip_.forward(i, t, scale, store_->at("logit_bias").value.item<float>(), siglip_cache_);
+        return clip_.forward(i, t, scale, clip_cache_);
+    }
+
+    /// Adds grad_loss · d loss / d θ to every parameter's gradient (forward must come first).
+    void backward(float grad_loss = 1.0f) {
+        const tensor& di = detail::reuse(grad_image_, image_norm_.output.shape());
+        const tensor& dt = detail::reuse(grad_text_, text_norm_.output.shape());
+        float* grad_scale = store_->at("logit_scale").grad.data<float>();
+        if (store_->kind() == objective::siglip) {
+            const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
+            *grad_scale += g.logit_scale;
+            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
+        } else {
+            *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
+        }
+        normalize_.backward(di, image_norm_, di);
+        normalize_.backward(dt, text_norm_, dt);
+        visual_.backward(di, visual_cache_);
+        text_.backward(dt, text_cache_);
+    }
+
+    /// The last forward pass's encoder outputs (before normalisation) [N, E].
+    const tensor& image_features() const noexcept { return visual_cache_.proj.output; }
+    const tensor& text_features() const noexcept { return text_cache_.proj.output; }
+    /// Its logits [N, N]: exp(logit_scale) · i tᵀ (+ logit_bias for SigLIP), logits_per_image.
+    const tensor& logits() const noexcept {
+        return store_->kind() == objective::siglip ? siglip_cache_.logits : clip_cache_.logits;
+    }
+
+    const vision_transformer& visual() const noexcept { return visual_; }
+    const text_transformer& text() const noexcept { return text_; }
+
+private:
+    const parameter_store* store_;
+    vision_transformer visual_;
+    text_transformer text_;
+    l2_normalize normalize_;
+    clip_loss clip_;
+    siglip_loss siglip_;
+    vision_transformer::cache visual_cache_;
+    text_transformer::cache text_cache_;
+    l2_normalize::cache image_norm_, text_norm_;
+    clip_loss::cache clip_cache_;
+    siglip_loss::cache siglip_cache_;
+    detail::buffer grad_image_, grad_text_; // [N, E]
+};
+
+} // namespace clip::train

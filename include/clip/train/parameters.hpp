@@ -1,0 +1,200 @@
+// clip/train/parameters.hpp: the trainable parameters of a CLIP model and their gradients.
+//
+// A parameter_store holds every parameter of a ViT CLIP under its OpenAI state-dict name
+// (`visual.transformer.resblocks.0.attn.in_proj_weight`, `logit_scale`, ...), in the order of
+// PyTorch's `CLIP.named_parameters()`, each as an f32 contiguous `value` and a `grad` of the same
+// shape. As in llm.c, all values are carved out of one allocation and all gradients out of
+// another, so zeroing the gradients is one memset and the trainable layers hold plain views.
+//
+// Values are always copies: a store starts from OpenAI's random initialisation
+// (models/initialize.hpp) or from any parameter source, e.g. a checkpoint in either naming scheme
+// (models/checkpoint.hpp translates Hugging Face names), whose tensors are read-only views of a
+// memory-mapped file. The store is itself a parameter source, so `clip::model::build(config,
+// store)` makes an inference model of the current values (built after the step it should see:
+// inference layers pack their weights once).
+//
+// SigLIP training adds the learnable `logit_bias` (a scalar, after `logit_scale`); its random
+// start is the SigLIP paper's logit_scale = ln 10, logit_bias = -10.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "clip/models/checkpoint.hpp"
+#include "clip/models/config.hpp"
+#include "clip/models/initialize.hpp"
+#include "clip/nn/parameters.hpp"
+
+namespace clip::train {
+
+/// The contrastive objective a model is trained with; SigLIP has one more parameter.
+enum class objective : unsigned char {
+    clip,   ///< OpenCLIP's ClipLoss: symmetric cross-entropy over logit_scale · cosine
+    siglip, ///< SigLIP's pairwise sigmoid loss with a learnable logit_bias
+};
+
+struct parameter_spec {
+    std::string name;
+    shape dims;
+};
+
+/// Name and shape of every parameter of a ViT CLIP, in `named_parameters()` order.
+inline std::vector<parameter_spec> parameter_specs(const clip_config& c, objective kind = objective::clip) {
+    c.validate();
+    detail::check(c.vision.kind == vision_kind::vit,
+                  "train: only ViT image towers are trainable so far (ModifiedResNet needs conv and batch-norm "
+                  "backward passes, not written yet)");
+    std::vector<parameter_spec> out;
+    const auto add = [&](std::string name, shape s) { out.push_back({std::move(name), s}); };
+    const auto blocks = [&](const std::string& prefix, std::int64_t width, std::int64_t layers) {
+        for (std::int64_t i = 0; i < layers; ++i) {
+            const std::string p = prefix + "resblocks." + std::to_string(i) + ".";
+            add(p + "attn.in_proj_weight", {3 * width, width});
+            add(p + "attn.in_proj_bias", {3 * width});
+            add(p + "attn.out_proj.weight", {width, width});
+            add(p + "attn.out_proj.bias", {width});
+            add(p + "ln_1.weight", {width});
+            add(p + "ln_1.bias", {width});
+            add(p + "mlp.c_fc.weight", {4 * width, width});
+            add(p + "mlp.c_fc.bias", {4 * width});
+            add(p + "mlp.c_proj.weight", {width, 4 * width});
+            add(p + "mlp.c_proj.bias", {width});
+            add(p + "ln_2.weight", {width});
+            add(p + "ln_2.bias", {width});
+        }
+    };
+    const std::int64_t W = c.vision.width, P = c.vision.patch_size, Wt = c.text.width;
+    add("positional_embedding", {c.text.context_length, Wt});
+    add("text_projection", {Wt, c.embed_dim});
+    add("logit_scale", {});
+    if (kind == objective::siglip) add("logit_bias", {});
+    add("visual.class_embedding", {W});
+    add("visual.positional_embedding", {c.vision.tokens(), W});
+    add("visual.proj", {W, c.embed_dim});
+    add("visual.conv1.weight", {W, 3, P, P});
+    add("visual.ln_pre.weight", {W});
+    add("visual.ln_pre.bias", {W});
+    blocks("visual.transformer.", W, c.vision.layers);
+    add("visual.ln_post.weight", {W});
+    add("visual.ln_post.bias", {W});
+    blocks("transformer.", Wt, c.text.layers);
+    add("token_embedding.weight", {c.text.vocab_size, Wt});
+    add("ln_final.weight", {Wt});
+    add("ln_final.bias", {Wt});
+    return out;
+}
+
+/// One trainable tensor: its state-dict name, its value and its gradient (views of the store).
+struct parameter {
+    std::string name;
+    tensor value; // f32, contiguous
+    tensor grad;  // same shape; accumulated by backward passes, zeroed by zero_grad()
+};
+
+class parameter_store : public nn::parameter_source {
+public:
+    parameter_store() = default;
+
+    /// Every parameter of `c`, values and gradients zero.
+    explicit parameter_store(const clip_config& c, objective kind = objective::clip)
+        : config_(c), objective_(kind) {
+        const std::vector<parameter_spec> specs = parameter_specs(c, kind);
+        // Each parameter starts on a 64-byte boundary, so kernels see aligned rows.
+        const auto padded = [](std::int64_t n) { return (n + 15) / 16 * 16; };
+        std::int64_t total = 0;
+        for (const parameter_spec& s : specs) total += padded(s.dims.numel());
+        values_ = tensor::zeros({total});
+        grads_ = tensor::zeros({total});
+        std::int64_t offset = 0;
+        for (const parameter_spec& s : specs) {
+            const std::int64_t n = s.dims.numel();
+            index_.emplace(s.name, parameters_.size());
+            parameters_.push_back({s.name, values_.slice(0, offset, offset + n).view(s.dims),
+                                   grads_.slice(0, offset, offset + n).view(s.dims)});
+            offset += padded(n);
+            count_ += n;
+        }
+    }
+
+    /// OpenAI's random initialisation (CLIP.initialize_parameters) for seed `seed`; for SigLIP,
+    /// logit_scale = ln 10 and logit_bias = -10.
+    static parameter_store random(const clip_config& c, std::uint64_t seed = 0, objective kind = objective::clip) {
+        parameter_store store(c, kind);
+        random_initialization source(c, seed);
+        for (parameter& p : store.parameters_) {
+            const bool siglip_scale = p.name == "logit_scale" && kind == objective::siglip;
+            if (p.name == "logit_bias") p.value.copy_from(tensor::full({}, -10.0));
+            else if (siglip_scale) p.value.copy_from(tensor::full({}, std::log(10.0)));
+            else p.value.copy_from(source.get(p.name, p.value.shape()));
+        }
+        return store;
+    }
+
+    /// A copy of the parameters `source` holds (a checkpoint, another store). A SigLIP
+    /// `logit_bias` the source lacks starts at -10.
+    static parameter_store from(const clip_config& c, nn::parameter_source& source, objective kind = objective::clip) {
+        parameter_store store(c, kind);
+        for (parameter& p : store.parameters_) {
+            if (p.name == "logit_bias" && !source.contains(p.name)) p.value.copy_from(tensor::full({}, -10.0));
+            else p.value.copy_from(source.get(p.name, p.value.shape()));
+        }
+        return store;
+    }
+
+    /// A copy of a safetensors checkpoint (OpenAI/OpenCLIP or Hugging Face names); the
+    /// architecture comes from `config_file` when given, else from the weight shapes.
+    static parameter_store load(const std::filesystem::path& weights,
+                                const std::optional<std::filesystem::path>& config_file = {},
+                                objective kind = objective::clip) {
+        checkpoint source(weights);
+        const clip_config c = config_file ? read_config(*config_file) : source.infer_config();
+        return from(c, source, kind);
+    }
+
+    // ---- parameter_source ------------------------------------------------------------------
+
+    /// The value of `name` (a view, not a copy), checked against `expected`.
+    tensor get(const std::string& name, const shape& expected) override {
+        const parameter& p = at(name);
+        detail::check<shape_error>(p.value.shape() == expected, "parameter_store: '", name, "' has shape ",
+                                   p.value.shape(), ", expected ", expected);
+        return p.value;
+    }
+    bool contains(const std::string& name) const override { return index_.count(name) != 0; }
+
+    // ---- access ----------------------------------------------------------------------------
+
+    const parameter& at(const std::string& name) const {
+        const auto it = index_.find(name);
+        detail::check<index_error>(it != index_.end(), "parameter_store: no parameter named '", name, "'");
+        return parameters_[it->second];
+    }
+    std::span<const parameter> parameters() const noexcept { return parameters_; }
+    std::size_t size() const noexcept { return parameters_.size(); }
+    /// Number of trainable scalars (what PyTorch's sum(p.numel()) gives).
+    std::int64_t numel() const noexcept { return count_; }
+    const clip_config& config() const noexcept { return config_; }
+    objective kind() const noexcept { return objective_; }
+
+    /// Sets every gradient to zero (one memset over the gradient block).
+    void zero_grad() const {
+        if (grads_.defined()) std::memset(grads_.data_ptr(), 0, grads_.nbytes());
+    }
+
+private:
+    clip_config config_;
+    objective objective_ = objective::clip;
+    std::vector<parameter> parameters_;
+    std::unordered_map<std::string, std::size_t> index_;
+    tensor values_; // [total] with 64-byte padding between parameters
+    tensor grads_;  // [total], the same layout
+    std::int64_t count_ = 0;
+};
+
+} // namespace clip::train

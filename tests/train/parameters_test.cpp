@@ -1,0 +1,95 @@
+// Tests for clip/train/parameters.hpp: the store holds exactly the inference model's parameters
+// (names, shapes, count), copies checkpoints in either naming scheme, initialises like
+// models/initialize.hpp (and SigLIP's scale and bias), and keeps values and gradients in two
+// aligned blocks.
+#include "gradient_check.hpp"
+
+#include "clip/train/parameters.hpp"
+
+#include <set>
+
+using clip::shape;
+using clip::tensor;
+namespace train = clip::train;
+
+namespace {
+
+clip::clip_config tiny() {
+    clip::clip_config c = clip::detail::make_vit(16, 32, 2, 64, 16, 64, 1);
+    c.text.vocab_size = 10;
+    return c;
+}
+
+std::optional<std::filesystem::path> fixtures() {
+    auto dir = clip::test::reference_dir();
+    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
+    return dir;
+}
+
+} // namespace
+
+TEST_CASE("a store holds the inference model's parameters, in two aligned blocks") {
+    const train::parameter_store store = train::parameter_store::random(tiny(), 4);
+    const clip::model inference = clip::model::build(tiny(), const_cast<train::parameter_store&>(store));
+    CHECK(inference.parameter_count() == store.numel());
+    CHECK(store.parameters().front().name == "positional_embedding");
+    CHECK(store.parameters().back().name == "ln_final.bias");
+    std::int64_t previous_end = 0;
+    for (const train::parameter& p : store.parameters()) {
+        CAPTURE(p.name);
+        CHECK(p.value.is_contiguous());
+        CHECK(reinterpret_cast<std::uintptr_t>(p.value.data_ptr()) % 64 == 0);
+        CHECK(p.value.offset() >= previous_end);
+        CHECK(p.grad.storage() == store.parameters().front().grad.storage());
+        previous_end = p.value.offset() + p.value.numel();
+        for (float g : p.grad.to_vector<float>()) REQUIRE(g == 0.0f);
+    }
+    // The values are OpenAI's initialisation, seeded by name.
+    clip::random_initialization source(tiny(), 4);
+    CHECK(store.at("visual.proj").value.to_vector<float>() == source.get("visual.proj", {64, 16}).to_vector<float>());
+    CHECK(store.at("logit_scale").value.item<float>() == doctest::Approx(std::log(1 / 0.07)));
+    store.at("visual.proj").grad.copy_from(tensor::ones({64, 16}));
+    store.zero_grad();
+    for (float g : store.at("visual.proj").grad.to_vector<float>()) REQUIRE(g == 0.0f);
+
+    CHECK_THROWS_AS(store.at("visual.nope"), clip::index_error);
+    auto& source_view = const_cast<train::parameter_store&>(store);
+    CHECK_THROWS_AS(source_view.get("visual.proj", {16, 64}), clip::shape_error);
+    CHECK(source_view.contains("visual.proj"));
+    CHECK(!source_view.contains("logit_bias"));
+}
+
+TEST_CASE("SigLIP adds logit_bias, starting from t' = ln 10 and b = -10") {
+    const train::parameter_store store = train::parameter_store::random(tiny(), 1, train::objective::siglip);
+    CHECK(store.kind() == train::objective::siglip);
+    CHECK(store.at("logit_bias").value.item<float>() == -10.0f);
+    CHECK(store.at("logit_scale").value.item<float>() == doctest::Approx(std::log(10.0)));
+    CHECK(store.numel() == train::parameter_store::random(tiny(), 1).numel() + 1);
+}
+
+TEST_CASE("only ViT image towers are trainable so far") {
+    const clip::clip_config resnet = clip::detail::make_resnet(32, 64, {1, 1, 1, 1}, 8, 64, 1);
+    const std::string message = clip::test::error_message([&] { (void)train::parameter_specs(resnet); });
+    CHECK(clip::test::contains(message, "ModifiedResNet"));
+}
+
+TEST_CASE("checkpoints are copied, in the OpenAI and the Hugging Face naming") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const train::parameter_store openai = train::parameter_store::load(*dir / "vit.safetensors");
+    const train::parameter_store hf = train::parameter_store::load(*dir / "vit_hf.safetensors");
+    const clip::safetensors file = clip::safetensors::open(*dir / "vit.safetensors");
+    const std::vector<std::string> names = file.names();
+    CHECK(std::set<std::string>(names.begin(), names.end()).size() == openai.size());
+    for (const train::parameter& p : openai.parameters()) {
+        CAPTURE(p.name);
+        const tensor stored = file.get(p.name);
+        CHECK(p.value.data_ptr() != stored.data_ptr()); // a copy: the mapping is read-only
+        CHECK(p.value.to_vector<float>() == stored.to_vector<float>());
+        CHECK(hf.at(p.name).value.to_vector<float>() == stored.to_vector<float>());
+    }
+    // A SigLIP store from a CLIP checkpoint starts its bias at -10 and keeps the scale.
+    const train::parameter_store siglip = train::parameter_store::load(*dir / "vit.safetensors", {}, train::objective::siglip);
+    CHECK(siglip.at("logit_bias").value.item<float>() == -10.0f);
+    CHECK(siglip.at("logit_scale").value.item<float>() == doctest::Approx(3.2));
+}
