@@ -107,6 +107,18 @@ TEST_CASE("a steady-state loop creates no oneDNN primitive and allocates nothing
     clip::matmul_into(out, x, w.t(), {.bias = b}); // another spec: one more plan
     CHECK(clip::detail::onednn::plan_creations() == plans + 1);
 }
+
+TEST_CASE("the output scale is a run-time value: one plan for every scale") {
+    const tensor x = clip::rand_normal({20, 64}, 5), w = clip::rand_normal({48, 64}, 6), b = clip::rand_normal({48}, 7);
+    tensor out = tensor::empty({20, 48});
+    clip::matmul_into(out, x, w.t(), {.bias = b, .scale = 0.5f});
+    const std::int64_t plans = clip::detail::onednn::plan_creations();
+    for (float scale : {0.25f, 3.0f, 14.2857f, -2.0f}) {
+        clip::matmul_into(out, x, w.t(), {.bias = b, .scale = scale});
+        clip::test::check_close(out, reference(x, w.t(), {.bias = b, .scale = scale}), 1e-5);
+    }
+    CHECK(clip::detail::onednn::plan_creations() == plans);
+}
 #endif
 
 TEST_CASE("misuse names both operands") {

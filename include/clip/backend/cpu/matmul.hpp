@@ -65,12 +65,15 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
     append_key(key, b.shape());
     append_key(key, b.strides());
     append_key(key, out.strides());
-    append_key(key, o.bias.defined(), o.act, o.scale, residual.defined(), in_place_residual, packed != nullptr);
+    // The scale is a run-time argument, not part of the plan: a scale that changes every call
+    // (exp(logit_scale) during training) must not create a primitive per call.
+    const bool scaled = o.scale != 1.0f;
+    append_key(key, o.bias.defined(), o.act, scaled, residual.defined(), in_place_residual, packed != nullptr);
 
     const auto& plan = matmul_plans().get(key, [&] {
         return guarded("matmul: creating the primitive", [&] {
             dnnl::primitive_attr attr = base_attributes();
-            if (o.scale != 1.0f) attr.set_output_scales(0, {o.scale});
+            if (scaled) attr.set_output_scales(0, {DNNL_RUNTIME_F32_VAL});
             dnnl::post_ops ops;
             append_activation(ops, o.act);
             if (in_place_residual) ops.append_sum(1.0f);
@@ -93,6 +96,10 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
                             : o.scale == 1.0f ? o.bias.contiguous()
                                               : eval(o.bias * (1.0f / o.scale));
         if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(bias_md, bias));
+        float scale = o.scale;
+        if (scaled)
+            args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES,
+                         dnnl::memory({{1}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::x}, engine(), &scale));
         if (residual.defined()) // the binary add comes after the activation, if there is one
             args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(o.act == activation::none ? 0 : 1) | DNNL_ARG_SRC_1,
                          wrap(residual_md, residual));
