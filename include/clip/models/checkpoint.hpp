@@ -64,6 +64,42 @@ inline std::string hf_block_rest(const std::string& rest) {
     return rest;
 }
 
+/// How a tensor of OpenAI's naming is stored in a Hugging Face CLIPModel checkpoint.
+enum class hf_part : unsigned char {
+    plain,      ///< the same values under another name
+    transposed, ///< visual.proj and text_projection: HF's Linear stores the transpose
+    qkv,        ///< in_proj_weight/bias: three tensors, HF name + "q_proj"/"k_proj"/"v_proj" + suffix
+};
+
+/// OpenAI name -> Hugging Face name (for qkv: the prefix before "q_proj").
+inline std::pair<std::string, hf_part> huggingface_name(const std::string& name) {
+    const auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
+    const auto rest_after = [&](const std::string& p) { return name.substr(p.size()); };
+    if (name == "visual.conv1.weight") return {"vision_model.embeddings.patch_embedding.weight", hf_part::plain};
+    if (name == "visual.class_embedding") return {"vision_model.embeddings.class_embedding", hf_part::plain};
+    if (name == "visual.positional_embedding")
+        return {"vision_model.embeddings.position_embedding.weight", hf_part::plain};
+    if (starts("visual.ln_pre.")) return {"vision_model.pre_layrnorm." + rest_after("visual.ln_pre."), hf_part::plain};
+    if (starts("visual.ln_post."))
+        return {"vision_model.post_layernorm." + rest_after("visual.ln_post."), hf_part::plain};
+    if (name == "visual.proj") return {"visual_projection.weight", hf_part::transposed};
+    if (name == "text_projection") return {"text_projection.weight", hf_part::transposed};
+    if (name == "token_embedding.weight") return {"text_model.embeddings.token_embedding.weight", hf_part::plain};
+    if (name == "positional_embedding") return {"text_model.embeddings.position_embedding.weight", hf_part::plain};
+    if (starts("ln_final.")) return {"text_model.final_layer_norm." + rest_after("ln_final."), hf_part::plain};
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"visual.transformer.resblocks.", "vision_model.encoder.layers."},
+                                   std::pair<std::string, std::string>{"transformer.resblocks.", "text_model.encoder.layers."}}) {
+        if (!starts(from.c_str())) continue;
+        const std::string rest = rest_after(from);
+        const std::size_t dot = rest.find('.');
+        const std::string index = rest.substr(0, dot), tail = dot == std::string::npos ? "" : rest.substr(dot + 1);
+        if (tail == "attn.in_proj_weight" || tail == "attn.in_proj_bias")
+            return {to + index + ".self_attn.", hf_part::qkv};
+        return {to + index + "." + hf_block_rest(tail), hf_part::plain};
+    }
+    return {name, hf_part::plain};
+}
+
 } // namespace detail
 
 /// A checkpoint file as a parameter source (OpenAI names in, f32 tensors out).
@@ -193,7 +229,8 @@ public:
     }
 
 private:
-    enum class part { plain, transposed, qkv };
+    using part = detail::hf_part;
+    static std::pair<std::string, part> translate(const std::string& name) { return detail::huggingface_name(name); }
 
     tensor fetch(const std::string& name) const {
         detail::check<io_error>(file_.contains(name), file_.path().string(), ": tensor '", name,
@@ -204,35 +241,6 @@ private:
 
     static std::string qkv_suffix(const std::string& name) {
         return name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0 ? ".weight" : ".bias";
-    }
-
-    /// OpenAI name -> Hugging Face name (for qkv: the prefix before "q_proj").
-    static std::pair<std::string, part> translate(const std::string& name) {
-        const auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
-        const auto rest_after = [&](const std::string& p) { return name.substr(p.size()); };
-        if (name == "visual.conv1.weight") return {"vision_model.embeddings.patch_embedding.weight", part::plain};
-        if (name == "visual.class_embedding") return {"vision_model.embeddings.class_embedding", part::plain};
-        if (name == "visual.positional_embedding")
-            return {"vision_model.embeddings.position_embedding.weight", part::plain};
-        if (starts("visual.ln_pre.")) return {"vision_model.pre_layrnorm." + rest_after("visual.ln_pre."), part::plain};
-        if (starts("visual.ln_post."))
-            return {"vision_model.post_layernorm." + rest_after("visual.ln_post."), part::plain};
-        if (name == "visual.proj") return {"visual_projection.weight", part::transposed};
-        if (name == "text_projection") return {"text_projection.weight", part::transposed};
-        if (name == "token_embedding.weight") return {"text_model.embeddings.token_embedding.weight", part::plain};
-        if (name == "positional_embedding") return {"text_model.embeddings.position_embedding.weight", part::plain};
-        if (starts("ln_final.")) return {"text_model.final_layer_norm." + rest_after("ln_final."), part::plain};
-        for (const auto& [from, to] : {std::pair<std::string, std::string>{"visual.transformer.resblocks.", "vision_model.encoder.layers."},
-                                       std::pair<std::string, std::string>{"transformer.resblocks.", "text_model.encoder.layers."}}) {
-            if (!starts(from.c_str())) continue;
-            const std::string rest = rest_after(from);
-            const std::size_t dot = rest.find('.');
-            const std::string index = rest.substr(0, dot), tail = dot == std::string::npos ? "" : rest.substr(dot + 1);
-            if (tail == "attn.in_proj_weight" || tail == "attn.in_proj_bias")
-                return {to + index + ".self_attn.", part::qkv};
-            return {to + index + "." + detail::hf_block_rest(tail), part::plain};
-        }
-        return {name, part::plain};
     }
 
     naming_scheme detect() const {

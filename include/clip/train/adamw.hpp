@@ -107,6 +107,12 @@ public:
     }
 
     std::int64_t steps() const noexcept { return steps_; }
+    /// Sets the step count when resuming (the moments are restored through exp_avg/exp_avg_sq):
+    /// the bias corrections of the next step depend on it.
+    void resume_at(std::int64_t steps) {
+        detail::check(steps >= 0, "adamw: step count must be non-negative, got ", steps);
+        steps_ = steps;
+    }
     const adamw_options& options() const noexcept { return options_; }
     /// The weight decay applied to parameter `name` (0 for the excluded group).
     double weight_decay(const std::string& name) const { return state_[index(name)].weight_decay; }
