@@ -4,8 +4,8 @@
 // (core/, expr/), the operations CLIP needs behind one dispatch seam (ops/) with a oneDNN CPU
 // backend and an Eigen reference backend (backend/), checkpoints (io/), layers and encoders
 // (nn/, models/), the tokenizer (text/), image preprocessing (image/), zero-shot
-// classification (zeroshot/), embedding search (search/) and training (train/: explicit
-// forward/backward per layer, losses, AdamW). Everything public is in namespace clip;
+// classification (zeroshot/), embedding search (search/), training data (data/) and training
+// (train/: explicit forward/backward per layer, losses, AdamW, checkpoints). Everything public is in namespace clip;
 // internals are in clip::detail.
 #pragma once
 
@@ -34,6 +34,8 @@
 #include "clip/io/safetensors.hpp"
 
 #include "clip/image/preprocess.hpp"
+#include "clip/image/encode.hpp"
+#include "clip/image/caption_grid.hpp"
 
 #include "clip/text/tokenizer.hpp"
 
@@ -46,7 +48,15 @@
 #include "clip/search/hnsw.hpp"
 #include "clip/search/index.hpp"
 
+#include "clip/data/dataset.hpp"
+#include "clip/data/csv.hpp"
+#include "clip/data/webdataset.hpp"
+#include "clip/data/synthetic.hpp"
+#include "clip/data/augment.hpp"
+#include "clip/data/loader.hpp"
+
 #include "clip/train/model.hpp"
+#include "clip/train/checkpoint.hpp"
 #include "clip/train/adamw.hpp"
 #include "clip/train/schedule.hpp"
 #include "clip/train/grad_clip.hpp"
