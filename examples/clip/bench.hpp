@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -44,7 +45,7 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
     cmd->add_option("--config", o.config, "Model config JSON for a checkpoint; default: infer from shapes");
     cmd->add_option("--task", o.task, "What to time")
         ->capture_default_str()
-        ->check(CLI::IsMember({"encode_image", "encode_text"}));
+        ->check(CLI::IsMember({"encode_image", "encode_text", "train_step"}));
     cmd->add_option("--batch", o.batches, "Batch size(s), e.g. 1,8,32: one measurement each")
         ->delimiter(',')
         ->capture_default_str()
@@ -119,20 +120,50 @@ double seconds(F&& call) {
 
 } // namespace detail
 
+/// bench_torch.py's "small" training configuration (not an OpenAI model): ViT image 64, patch 8,
+/// width 256, 4 layers; text width 256, 4 heads, 4 layers, context 77; embeddings of 256.
+inline clip::clip_config small_config() {
+    clip::clip_config c = clip::detail::make_vit(256, 64, 4, 256, 8, 256, 4);
+    c.text.heads = 4;
+    return c;
+}
+
 inline void run_bench(const bench_options& o) {
-    const opened_model opened = open_model(o.model, o.config);
+    const bool train_task = o.task == "train_step";
+    if (o.model == "small" && !train_task)
+        throw clip::error("bench: --model small is the training configuration; use it with --task train_step");
+    const opened_model opened = o.model == "small" ? opened_model{clip::model::random(small_config(), 0), "small", true}
+                                                   : open_model(o.model, o.config);
     const clip::clip_config& c = opened.model.config();
     const bool image_task = o.task == "encode_image";
+    // train_step: both towers, ClipLoss, backward and AdamW (lr 1e-5, weight decay 0.1) on one
+    // batch, as bench_torch.py --task train_step does.
+    std::optional<clip::train::parameter_store> store;
+    if (train_task) store.emplace(clip::train::parameter_store::random(c, 0));
     const std::vector<int> thread_counts = o.threads.empty() ? std::vector<int>{clip::num_threads()} : o.threads;
 
     for (const int threads : thread_counts) {
         clip::set_num_threads(threads);
         for (const int batch : o.batches) {
             const std::int64_t R = c.vision.image_size;
-            const clip::tensor input = image_task ? clip::rand_normal({batch, 3, R, R}, 1) // [B, 3, R, R]
-                                                  : detail::random_tokens(c, batch, o.text_length, 2); // [B, ctx]
+            const clip::tensor images = image_task || train_task ? clip::rand_normal({batch, 3, R, R}, 1) : clip::tensor{}; // [B, 3, R, R]
+            const clip::tensor tokens = image_task ? clip::tensor{} : detail::random_tokens(c, batch, o.text_length, 2); // [B, ctx]
+            std::optional<clip::train::clip_model> trainer;
+            std::optional<clip::train::adamw> optimizer;
+            if (train_task) {
+                store->zero_grad();
+                trainer.emplace(*store);
+                optimizer.emplace(*store, clip::train::adamw_options{.lr = 1e-5, .weight_decay = 0.1});
+            }
             const auto call = [&] {
-                const clip::tensor out = image_task ? opened.model.encode_image(input) : opened.model.encode_text(input);
+                if (train_task) {
+                    store->zero_grad();
+                    (void)trainer->forward(images, tokens);
+                    trainer->backward();
+                    optimizer->step();
+                    return;
+                }
+                const clip::tensor out = image_task ? opened.model.encode_image(images) : opened.model.encode_text(tokens);
                 (void)out;
             };
             double cold = 0.0;
@@ -155,6 +186,7 @@ inline void run_bench(const bench_options& o) {
             row["device"] = "cpu";
             row["dtype"] = "float32";
             if (!image_task) row["text_length"] = o.text_length;
+            if (train_task) row["variant"] = "clip_loss+adamw";
             row["items_per_s"] = detail::rounded(batch / median, 3);
             row["ms_per_batch"] = detail::rounded(1e3 * median, 3);
             if (o.warmup > 0) row["cold_ms"] = detail::rounded(1e3 * cold, 3);
@@ -164,7 +196,7 @@ inline void run_bench(const bench_options& o) {
                 std::cout << opened.name << ' ' << o.task << ", batch " << batch << ", " << threads << " thread"
                           << (threads == 1 ? "" : "s") << ": " << detail::rounded(1e3 * median, 2)
                           << " ms/batch (median of " << o.iters << "), " << detail::rounded(batch / median, 2)
-                          << (image_task ? " images/s" : " texts/s") << ", peak RSS "
+                          << (image_task ? " images/s" : train_task ? " pairs/s" : " texts/s") << ", peak RSS "
                           << detail::rounded(detail::peak_rss_mb(), 1) << " MB\n";
             std::cout << row.dump() << std::endl; // flushed: a long sweep reports as it goes
         }

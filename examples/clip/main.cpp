@@ -9,6 +9,8 @@
 //                   [--top-k K] [--json] IMAGE...
 //   clip index      --model W --images DIR --out INDEX [--ann auto|always|never]
 //   clip search     --index INDEX --model W (--text Q | --image F)... [--top-k K] [--json] [--exact]
+//   clip train      --dataset-type synthetic|csv|webdataset [--train-data D] (--model P | --config C |
+//                   --init W) --batch-size B (--steps N | --epochs E) [--save DIR] [--resume DIR] ...
 // Exit status: 0 success, 1 runtime error ("clip: <message>" on stderr), 2 usage error, 3 (index)
 // written, but some files could not be read.
 #include <CLI/CLI.hpp>
@@ -23,6 +25,7 @@
 #include "preprocess.hpp"
 #include "search.hpp"
 #include "tokenize.hpp"
+#include "train.hpp"
 #include "zeroshot.hpp"
 
 int main(int argc, char** argv) {
@@ -41,6 +44,7 @@ int main(int argc, char** argv) {
     clip_tool::zeroshot_options zeroshot;
     clip_tool::index_options index;
     clip_tool::search_options search;
+    clip_tool::train_options train;
     CLI::App* embed_command = clip_tool::add_embed_command(app, embed);
     CLI::App* tokenize_command = clip_tool::add_tokenize_command(app, tokenize);
     CLI::App* preprocess_command = clip_tool::add_preprocess_command(app, preprocess);
@@ -49,6 +53,7 @@ int main(int argc, char** argv) {
     CLI::App* zeroshot_command = clip_tool::add_zeroshot_command(app, zeroshot);
     CLI::App* index_command = clip_tool::add_index_command(app, index);
     CLI::App* search_command = clip_tool::add_search_command(app, search);
+    CLI::App* train_command = clip_tool::add_train_command(app, train);
 
     try {
         app.parse(argc, argv);
@@ -66,8 +71,9 @@ int main(int argc, char** argv) {
         else if (zeroshot_command->parsed()) return clip_tool::run_zeroshot(zeroshot) == 0 ? 0 : 1;
         else if (index_command->parsed()) return clip_tool::run_index(index) == 0 ? 0 : 3;
         else if (search_command->parsed()) clip_tool::run_search(search);
+        else if (train_command->parsed()) clip_tool::run_train(train);
         else {
-            std::cerr << "clip: a command is required (embed, zeroshot, index, search, tokenize, preprocess, info or bench)\n\n" << app.help();
+            std::cerr << "clip: a command is required (embed, zeroshot, index, search, train, tokenize, preprocess, info or bench)\n\n" << app.help();
             return 2;
         }
         return 0;

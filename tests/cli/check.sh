@@ -24,7 +24,7 @@ for command in "" embed tokenize preprocess info bench; do
 done
 
 if run "unknown subcommand" 2 "$clip" frobnicate; then pass "unknown subcommand: exit 2"; else fail "unknown subcommand: exit 2"; fi
-if run "no subcommand" 2 "$clip" && contains "$tmp/stderr" "embed, zeroshot, index, search, tokenize, preprocess, info or bench"; then
+if run "no subcommand" 2 "$clip" && contains "$tmp/stderr" "embed, zeroshot, index, search, train, tokenize, preprocess, info or bench"; then
     pass "no subcommand: exit 2, every command listed"
 else
     fail "no subcommand: exit 2, every command listed"

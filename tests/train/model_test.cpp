@@ -276,3 +276,32 @@ TEST_CASE("a SigLIP step: the loss falls, logit_bias learns, and the gradients m
         CHECK(std::abs(numeric - g[k]) <= 2e-2 * std::abs(g[k]) + 1e-4);
     }
 }
+
+TEST_CASE("gradient accumulation over micro-batches gives the whole batch's loss and gradients") {
+    for (const train::objective kind : {train::objective::clip, train::objective::siglip}) {
+        CAPTURE(static_cast<int>(kind));
+        const train::parameter_store store = train::parameter_store::random(fixture_config(), 5, kind);
+        train::clip_model model(store);
+        const tensor images = clip::rand_normal({6, 3, 32, 32}, 2);
+        const tensor ids = tensor::full({6, 77}, 11, clip::dtype::i64);
+        for (std::int64_t m = 0; m < 6; ++m) ids.select(0, m).select(0, 3 + 2 * m).copy_from(tensor::full({}, 999, clip::dtype::i64));
+        store.zero_grad();
+        const float whole = model.forward(images, ids);
+        model.backward();
+        std::vector<tensor> expected;
+        for (const auto& p : store.parameters()) expected.push_back(p.grad.clone());
+        for (const std::int64_t parts : {1, 2, 3, 6}) {
+            CAPTURE(parts);
+            store.zero_grad();
+            const float loss = model.forward_backward_accumulated(images, ids, parts);
+            CHECK(loss == doctest::Approx(whole).epsilon(1e-6));
+            std::size_t k = 0;
+            for (const auto& p : store.parameters()) {
+                const difference d = compare(p.grad, expected[k++]);
+                INFO(p.name << ": max abs difference " << d.max_error << " of " << d.max_reference);
+                CHECK(d.max_error <= 1e-4 * std::max(1e-3, d.max_reference));
+            }
+        }
+        CHECK_THROWS_AS((void)model.forward_backward_accumulated(images, ids, 7), clip::error);
+    }
+}

@@ -64,6 +64,54 @@ public:
         text_.backward(dt, text_cache_);
     }
 
+    /// forward + backward over `images`/`ids` split into `micro_batches` consecutive parts, with
+    /// the loss still over the whole batch (OpenCLIP's --accum-freq): the gradients are those of
+    /// the whole batch, while activations are kept for one part at a time. Every part's features
+    /// are computed first without backward; the loss and its gradient with respect to each
+    /// feature are computed once over all of them; then each part runs forward again and
+    /// backward with its rows of that gradient. Returns the loss.
+    float forward_backward_accumulated(const tensor& images, const tensor& ids, std::int64_t micro_batches,
+                                       float grad_loss = 1.0f) {
+        detail::check<shape_error>(images.ndim() == 4 && ids.ndim() == 2 && images.size(0) == ids.size(0),
+                                   "clip_model: a batch needs one text per image (images ", images.shape(), ", ids ", ids.shape(), ")");
+        const std::int64_t n = images.size(0);
+        detail::check(micro_batches >= 1 && micro_batches <= n, "clip_model: ", micro_batches, " micro-batches for a batch of ", n);
+        const auto part = [&](std::int64_t p) { return std::pair{n * p / micro_batches, n * (p + 1) / micro_batches}; };
+        const std::int64_t E = store_->config().embed_dim;
+        const tensor& all_i = detail::reuse(all_image_, {n, E});
+        const tensor& all_t = detail::reuse(all_text_, {n, E});
+        for (std::int64_t p = 0; p < micro_batches; ++p) {
+            const auto [a, b] = part(p);
+            all_i.slice(0, a, b).copy_from(normalize_.forward(visual_.forward(images.slice(0, a, b), visual_cache_), image_norm_));
+            all_t.slice(0, a, b).copy_from(normalize_.forward(text_.forward(ids.slice(0, a, b), text_cache_), text_norm_));
+        }
+        const float scale = store_->at("logit_scale").value.item<float>();
+        const tensor& di = detail::reuse(grad_image_, {n, E});
+        const tensor& dt = detail::reuse(grad_text_, {n, E});
+        float loss = 0.0f;
+        float* grad_scale = store_->at("logit_scale").grad.data<float>();
+        if (store_->kind() == objective::siglip) {
+            loss = siglip_.forward(all_i, all_t, scale, store_->at("logit_bias").value.item<float>(), siglip_cache_);
+            const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
+            *grad_scale += g.logit_scale;
+            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
+        } else {
+            loss = clip_.forward(all_i, all_t, scale, clip_cache_);
+            *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
+        }
+        for (std::int64_t p = 0; p < micro_batches; ++p) {
+            const auto [a, b] = part(p);
+            const tensor di_p = di.slice(0, a, b), dt_p = dt.slice(0, a, b);
+            (void)normalize_.forward(visual_.forward(images.slice(0, a, b), visual_cache_), image_norm_);
+            normalize_.backward(di_p, image_norm_, di_p);
+            visual_.backward(di_p, visual_cache_);
+            (void)normalize_.forward(text_.forward(ids.slice(0, a, b), text_cache_), text_norm_);
+            normalize_.backward(dt_p, text_norm_, dt_p);
+            text_.backward(dt_p, text_cache_);
+        }
+        return loss;
+    }
+
     /// The last forward pass's encoder outputs (before normalisation) [N, E].
     const tensor& image_features() const noexcept { return visual_cache_.proj.output; }
     const tensor& text_features() const noexcept { return text_cache_.proj.output; }
@@ -88,6 +136,7 @@ private:
     clip_loss::cache clip_cache_;
     siglip_loss::cache siglip_cache_;
     detail::buffer grad_image_, grad_text_; // [N, E]
+    detail::buffer all_image_, all_text_;   // [N, E]: every micro-batch's normalised features
 };
 
 } // namespace clip::train
