@@ -68,3 +68,26 @@ TEST_CASE("AdamW steps follow PyTorch's update, with and without weight decay") 
     optimizer.step(0.0); // a zero learning rate leaves the parameters as they are
     CHECK(optimizer.steps() == 1);
 }
+
+TEST_CASE("a ResNet's groups: BatchNorm gains and biases are not decayed, running statistics not optimised") {
+    const train::parameter_store store =
+        train::parameter_store::random(clip::detail::make_resnet(16, 64, {1, 1, 1, 1}, 8, 64, 1), 2);
+    train::adamw optimizer(store, {.weight_decay = 0.2});
+    for (const char* name : {"visual.bn1.weight", "visual.bn1.bias", "visual.layer1.0.bn3.weight",
+                             "visual.layer2.0.downsample.1.weight", "visual.layer2.0.downsample.1.bias",
+                             "visual.attnpool.q_proj.bias"}) {
+        CAPTURE(name);
+        CHECK(optimizer.weight_decay(name) == 0.0);
+    }
+    for (const char* name : {"visual.conv1.weight", "visual.layer3.0.conv2.weight", "visual.layer2.0.downsample.0.weight",
+                             "visual.attnpool.positional_embedding", "visual.attnpool.k_proj.weight"}) {
+        CAPTURE(name);
+        CHECK(optimizer.weight_decay(name) == 0.2);
+    }
+    for (const train::parameter& p : store.parameters()) p.grad.copy_from(tensor::ones(p.grad.shape()));
+    std::vector<std::vector<float>> buffers;
+    for (const train::model_buffer& b : store.buffers()) buffers.push_back(b.value.to(clip::dtype::f32).to_vector<float>());
+    optimizer.step();
+    for (std::size_t i = 0; i < buffers.size(); ++i)
+        CHECK(store.buffers()[i].value.to(clip::dtype::f32).to_vector<float>() == buffers[i]);
+}

@@ -305,3 +305,64 @@ TEST_CASE("gradient accumulation over micro-batches gives the whole batch's loss
         CHECK_THROWS_AS((void)model.forward_backward_accumulated(images, ids, 7), clip::error);
     }
 }
+
+TEST_CASE("a ResNet CLIP trains: no allocation or plan in steady state, the loss falls, eval mode is inference") {
+    clip::clip_config c = clip::detail::make_resnet(32, 64, {1, 1, 1, 1}, 8, 64, 1);
+    c.text.vocab_size = 1000;
+    const train::parameter_store store = train::parameter_store::random(c, 9);
+    train::clip_model model(store);
+    CHECK(model.training()); // as OpenCLIP trains ResNets: BatchNorm in train mode
+    CHECK(std::holds_alternative<train::modified_resnet>(model.visual()));
+    train::adamw optimizer(store, {.lr = 1e-3});
+    const tensor images = clip::rand_normal({4, 3, 64, 64}, 1);
+    const tensor ids = tensor::full({4, 77}, 7, clip::dtype::i64);
+    for (std::int64_t m = 0; m < 4; ++m) ids.select(0, m).select(0, 5 + m).copy_from(tensor::full({}, 999, clip::dtype::i64));
+    const auto step = [&] {
+        store.zero_grad();
+        const float loss = model.forward(images, ids);
+        model.backward();
+        train::clip_grad_norm(store, 1.0);
+        optimizer.step();
+        train::clamp_logit_scale(store);
+        return loss;
+    };
+    const float first = step();
+    (void)step();
+    const std::int64_t allocations = clip::detail::allocation_counter().load();
+#if defined(CLIP_WITH_ONEDNN)
+    const std::int64_t plans = clip::detail::onednn::plan_creations();
+#endif
+    float last = 0.0f;
+    for (int i = 0; i < 3; ++i) last = step();
+    CHECK(clip::detail::allocation_counter().load() == allocations);
+#if defined(CLIP_WITH_ONEDNN)
+    CHECK(clip::detail::onednn::plan_creations() == plans);
+#endif
+    MESSAGE("ResNet loss " << first << " -> " << last);
+    CHECK(last < first);
+    CHECK(store.buffer("visual.layer2.0.bn1.num_batches_tracked").value.item<std::int64_t>() == 5);
+
+    // Eval mode: the running statistics normalise and stay; the features are the inference model's.
+    model.set_training(false);
+    CHECK(!model.training());
+    const std::vector<float> mean = store.buffer("visual.bn1.running_mean").value.to_vector<float>();
+    (void)model.forward(images, ids);
+    CHECK(store.buffer("visual.bn1.running_mean").value.to_vector<float>() == mean);
+    const clip::model inference = clip::model::build(c, const_cast<train::parameter_store&>(store));
+    check_forward("image_features (eval)", model.image_features(), inference.encode_image(images), 1e-5);
+    check_forward("logits (eval)", model.logits(), inference.logits(images, ids).per_image, 1e-5);
+}
+
+TEST_CASE("in eval mode a ResNet clip_model reproduces the PyTorch fixture's features and logits") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const train::parameter_store store = train::parameter_store::load(*dir / "resnet.safetensors");
+    const clip::safetensors io = clip::safetensors::open(*dir / "resnet_io.safetensors");
+    train::clip_model model(store);
+    model.set_training(false);
+    const tensor images = io.get("image"), ids = io.get("text").slice(0, 0, 3); // three images, three texts
+    (void)model.forward(images, ids);
+    check_forward("image_features", model.image_features(), io.get("image_features"));
+    check_forward("text_features", model.text_features(), io.get("text_features").slice(0, 0, 3).contiguous());
+    check_forward("logits_per_image", model.logits(), io.get("logits_per_image").slice(1, 0, 3).contiguous());
+}

@@ -1,7 +1,7 @@
 // Tests for clip/train/parameters.hpp: the store holds exactly the inference model's parameters
-// (names, shapes, count), copies checkpoints in either naming scheme, initialises like
-// models/initialize.hpp (and SigLIP's scale and bias), and keeps values and gradients in two
-// aligned blocks.
+// (names, shapes, count; ViT and ModifiedResNet, whose BatchNorm statistics are buffers), copies
+// checkpoints in either naming scheme, initialises like models/initialize.hpp (and SigLIP's
+// scale and bias), and keeps values and gradients in two aligned blocks.
 #include "gradient_check.hpp"
 
 #include "clip/train/parameters.hpp"
@@ -67,10 +67,60 @@ TEST_CASE("SigLIP adds logit_bias, starting from t' = ln 10 and b = -10") {
     CHECK(store.numel() == train::parameter_store::random(tiny(), 1).numel() + 1);
 }
 
-TEST_CASE("only ViT image towers are trainable so far") {
-    const clip::clip_config resnet = clip::detail::make_resnet(32, 64, {1, 1, 1, 1}, 8, 64, 1);
-    const std::string message = clip::test::error_message([&] { (void)train::parameter_specs(resnet); });
-    CHECK(clip::test::contains(message, "ModifiedResNet"));
+TEST_CASE("a ResNet store: parameters in named_parameters() order, BatchNorm statistics as buffers") {
+    const clip::clip_config c = clip::detail::make_resnet(32, 64, {2, 1, 1, 1}, 8, 64, 1);
+    const train::parameter_store store = train::parameter_store::random(c, 3);
+    const clip::model inference = clip::model::build(c, const_cast<train::parameter_store&>(store));
+    CHECK(inference.parameter_count() == store.numel());
+    std::vector<std::string> names;
+    for (const train::parameter& p : store.parameters()) names.push_back(p.name);
+    const std::vector<std::string> head(names.begin(), names.begin() + 7);
+    CHECK(head == std::vector<std::string>{"positional_embedding", "text_projection", "logit_scale", "visual.conv1.weight",
+                                           "visual.bn1.weight", "visual.bn1.bias", "visual.conv2.weight"});
+    const auto at = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
+    // A Bottleneck's downsample comes after its conv3/bn3; layer1.1 has none; AttentionPool2d
+    // declares k_proj before q_proj.
+    CHECK(at("visual.layer1.0.bn3.bias") + 1 == at("visual.layer1.0.downsample.0.weight"));
+    CHECK(at("visual.layer1.0.downsample.1.bias") + 1 == at("visual.layer1.1.conv1.weight"));
+    CHECK(at("visual.layer1.1.downsample.0.weight") == static_cast<std::ptrdiff_t>(names.size()));
+    CHECK(at("visual.attnpool.positional_embedding") + 1 == at("visual.attnpool.k_proj.weight"));
+    CHECK(at("visual.attnpool.k_proj.bias") + 1 == at("visual.attnpool.q_proj.weight"));
+    CHECK(at("visual.attnpool.c_proj.bias") + 1 == at("transformer.resblocks.0.attn.in_proj_weight"));
+    CHECK(store.at("visual.layer2.0.conv2.weight").value.shape() == shape{16, 16, 3, 3});
+    CHECK(store.at("visual.attnpool.c_proj.weight").value.shape() == shape{32, 256});
+    // 3 stem + 3·5 Bottleneck + 4 downsample BatchNorms, three buffers each.
+    CHECK(store.buffers().size() == 3 * (3 + 15 + 4));
+    for (const train::model_buffer& b : store.buffers()) {
+        CAPTURE(b.name);
+        CHECK(!store.contains(b.name + ".nope"));
+        CHECK(store.contains(b.name));
+        CHECK_THROWS_AS(store.at(b.name), clip::index_error); // a buffer, not a parameter
+        const double start = b.name.ends_with("running_var") ? 1.0 : 0.0;
+        for (float v : b.value.to(clip::dtype::f32).to_vector<float>()) REQUIRE(v == start);
+    }
+    CHECK(store.buffer("visual.layer1.0.downsample.1.num_batches_tracked").value.dtype() == clip::dtype::i64);
+    CHECK(store.buffer("visual.bn3.running_mean").value.shape() == shape{8});
+    CHECK_THROWS_AS(store.buffer("visual.bn1.weight"), clip::index_error);
+    CHECK(const_cast<train::parameter_store&>(store).get("visual.bn2.running_var", {4}).data_ptr() ==
+          store.buffer("visual.bn2.running_var").value.data_ptr());
+    // A ViT has none.
+    CHECK(train::parameter_store(tiny()).buffers().empty());
+}
+
+TEST_CASE("the ResNet fixture is copied whole: parameters and buffers") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const train::parameter_store store = train::parameter_store::load(*dir / "resnet.safetensors");
+    CHECK(store.numel() == 466013); // models.json: n_parameters
+    const clip::safetensors file = clip::safetensors::open(*dir / "resnet.safetensors");
+    const std::vector<std::string> names = file.names();
+    CHECK(names.size() == store.size() + store.buffers().size());
+    for (const std::string& name : names) {
+        CAPTURE(name);
+        const bool buffer = name.find("running_") != std::string::npos || name.ends_with("num_batches_tracked");
+        const tensor value = buffer ? store.buffer(name).value : store.at(name).value;
+        CHECK(value.to(clip::dtype::f32).to_vector<float>() == file.get(name).to(clip::dtype::f32).to_vector<float>());
+    }
 }
 
 TEST_CASE("checkpoints are copied, in the OpenAI and the Hugging Face naming") {

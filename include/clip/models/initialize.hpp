@@ -7,7 +7,8 @@
 //   text_projection N(0, W^-1); ViT class/positional embeddings and proj: W^-0.5 · N(0, 1);
 //   convolutions: PyTorch's default U(±1/sqrt(fan_in)); attention pool projections
 //     N(0, C^-1); every ResNet block's bn3 weight 0 (the residual branch starts as identity);
-//   LayerNorm and BatchNorm weights 1 and biases 0, running statistics 0 and 1;
+//   LayerNorm and BatchNorm weights 1 and biases 0, running statistics 0 and 1 (and
+//     num_batches_tracked 0);
 //   logit_scale ln(1 / 0.07).
 // Each tensor's random stream is seeded from the model seed and its name, so the values do not
 // depend on the order in which layers ask for them.
@@ -55,6 +56,7 @@ public:
             return normal(std::pow(width, -0.5));
         if (has(".running_mean")) return tensor::zeros(s);
         if (has(".running_var")) return tensor::ones(s);
+        if (ends(".num_batches_tracked")) return tensor::zeros(s);
         if (has("attnpool.") && ends("_proj.weight"))
             return normal(std::pow(static_cast<double>(config_.vision.resnet_embed_width()), -0.5));
         if (has("attnpool.") && ends(".bias")) return fan_in_uniform_bias(s, seed, config_.vision.resnet_embed_width());

@@ -1,5 +1,8 @@
 // clip/ops/conv.hpp: 2-D convolution and average pooling, dispatched to a backend.
 //
+// conv2d_into and the two backward passes (conv2d_backward_data, conv2d_backward_weights) are
+// what training uses: they write into the caller's buffers, take kernels that change every step,
+// and run oneDNN's training primitives (or the reference im2col products without oneDNN).
 // Layouts and formulas are PyTorch's (see conv_spec.hpp); the result keeps the input's memory
 // layout (channels-last in, channels-last out) on oneDNN. On the CPU both run on oneDNN, or on
 // the reference backend when clip is built without oneDNN. For a fixed kernel, wrap it once in
@@ -39,6 +42,47 @@ inline tensor conv2d(const tensor& x, const tensor& weight, const conv2d_options
 }
 inline tensor conv2d(const tensor& x, const packed_weights& weight, const conv2d_options& o = {}) {
     return detail::dispatch_conv2d(x, weight.plain(), o, &weight);
+}
+
+/// conv2d(x, weight, o) written into `out` ([B, O, H', W'], row-major or channels-last): for
+/// kernels that change between calls (training), which are not worth packing.
+inline void conv2d_into(const tensor& out, const tensor& x, const tensor& weight, const conv2d_options& o = {}) {
+    const shape out_shape = detail::check_conv2d(x, weight, o);
+    detail::check_conv2d_operand(out, out_shape, "conv2d_into", "output");
+    detail::require_cpu(x, "conv2d_into");
+#if defined(CLIP_WITH_ONEDNN)
+    detail::onednn::conv2d(out, x, weight, o);
+#else
+    detail::reference::conv2d(out, x, weight, o);
+#endif
+}
+
+/// The input gradient of y = conv2d(x, weight, o) (without its bias and activation, whose
+/// gradients are the caller's): dx[b, c, h, w] = Σ_{o, i, j} dy[b, o, y, x] · weight[o, c, i, j]
+/// over the output positions (y, x) whose window reads (h, w) through tap (i, j). Written into
+/// dx [B, C, H, W], row-major or channels-last.
+inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tensor& weight, const conv2d_options& o = {}) {
+    detail::check_conv2d_backward(dx, weight, dy, o, "conv2d_backward_data");
+#if defined(CLIP_WITH_ONEDNN)
+    detail::onednn::conv2d_backward_data(dx, dy, weight, o);
+#else
+    detail::reference::conv2d_backward_data(dx, dy, weight, o);
+#endif
+}
+
+/// The kernel gradient of y = conv2d(x, weight, o): dw[o, c, i, j] = Σ_{b, y, x} dy[b, o, y, x] ·
+/// x[b, c, y·s + i·d − p, x·s + j·d − p] (zero outside the image). Written into dw (contiguous,
+/// the kernel's shape), or added to it when `accumulate`.
+inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const tensor& dy, const conv2d_options& o = {},
+                                    bool accumulate = false) {
+    detail::check_conv2d_backward(x, dw, dy, o, "conv2d_backward_weights");
+    detail::check<shape_error>(dw.is_contiguous(), "conv2d_backward_weights: the kernel gradient must be contiguous, ",
+                               "got strides ", dw.strides());
+#if defined(CLIP_WITH_ONEDNN)
+    detail::onednn::conv2d_backward_weights(dw, x, dy, o, accumulate);
+#else
+    detail::reference::conv2d_backward_weights(dw, x, dy, o, accumulate);
+#endif
 }
 
 /// PyTorch's F.avg_pool2d(x, kernel, stride, padding, count_include_pad=...).

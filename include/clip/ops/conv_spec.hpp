@@ -89,6 +89,27 @@ inline shape check_conv2d(const tensor& x, const tensor& w, const conv2d_options
     return {x.shape()[0], w.shape()[0], h, wd};
 }
 
+/// Checks that `t` is a dense (row-major or channels-last) f32 CPU tensor of shape `s`.
+inline void check_conv2d_operand(const tensor& t, const shape& s, const char* op, const char* what) {
+    require_defined(t, op);
+    require_cpu(t, op);
+    check<shape_error>(t.shape() == s, op, ": ", what, " has shape ", t.shape(), ", expected ", s);
+    check<dtype_error>(t.dtype() == dtype::f32, op, ": ", what, " must be f32, got ", t.dtype());
+    check<shape_error>(t.is_contiguous() || is_channels_last(t), op, ": ", what,
+                       " must be row-major or channels-last, got strides ", t.strides());
+}
+
+/// The checks of a convolution's backward pass: x (or dx) and the kernel (or its gradient) as
+/// conv2d takes them, dy of the output's shape; the bias and activation are the caller's.
+inline void check_conv2d_backward(const tensor& x, const tensor& w, const tensor& dy, const conv2d_options& o,
+                                  const char* op) {
+    const shape out_shape = check_conv2d(x, w, o);
+    check(!o.bias.defined() && o.act == activation::none, op,
+          ": the options must have no bias and no activation (their gradients are the caller's)");
+    check_conv2d_operand(x, x.shape(), op, "input (gradient)");
+    check_conv2d_operand(dy, out_shape, op, "output gradient");
+}
+
 inline pool2d_options resolve(pool2d_options o) {
     for (int i = 0; i < 2; ++i)
         if (o.stride[i] == 0) o.stride[i] = o.kernel[i];

@@ -8,7 +8,8 @@
 //
 // `add_column_sums` is the reduction behind every bias-like gradient (Σ over the rows of an
 // [R, C] matrix). It splits the columns, not the rows, across threads: each sum is added in row
-// order, so a gradient is the same whatever the thread count.
+// order, so a gradient is the same whatever the thread count. `for_each_register` walks a row of
+// channels (a channels-last pixel) in registers, the last one partial.
 #pragma once
 
 #include <algorithm>
@@ -77,6 +78,23 @@ inline void add_column_sums(float* sums, const float* x, std::int64_t rows, std:
     add_column_sums(
         sums, rows, cols, [&](std::int64_t r, std::int64_t c) { return simd::load_unaligned(x + r * row_stride + c); },
         [&](std::int64_t r, std::int64_t c) { return x[r * row_stride + c]; });
+}
+
+/// The simd_width channels from `p`, or the n < simd_width left at the end of a row (zero in
+/// the other lanes): with store_lanes, one loop body serves full registers and the tail.
+inline simd load_lanes(const float* p, std::int64_t n) noexcept {
+    return n == simd_width ? simd::load_unaligned(p) : load_partial(p, n);
+}
+inline void store_lanes(float* p, simd v, std::int64_t n) noexcept {
+    if (n == simd_width) v.store_unaligned(p);
+    else store_partial(p, v, n);
+}
+
+/// f(c, n) for the registers of a row of C channels: n = simd_width lanes from channel c, fewer
+/// in the last one.
+template <class F>
+void for_each_register(std::int64_t C, F&& f) {
+    for (std::int64_t c = 0; c < C; c += simd_width) f(c, std::min(simd_width, C - c));
 }
 
 /// Checks that `t` is a defined, contiguous f32 tensor of shape `s` on the CPU (what the

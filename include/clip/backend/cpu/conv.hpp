@@ -3,7 +3,11 @@
 // Activations stay in the caller's memory, row-major NCHW or channels-last NHWC (no reorder per
 // call); NHWC lets oneDNN pick its direct (brgemm) convolutions instead of im2col + gemm. Weights given as
 // packed_weights are reordered once into the layout oneDNN chooses for the spec; plain weights
-// are used as they are. Primitives are cached per spec like the matmul's.
+// (a training step's, which change every step) are reordered into a workspace on every call.
+// The backward passes (data and weights, for training) use oneDNN's backward primitives with a
+// forward_training hint; the weight gradient arrives in oneDNN's layout and is reordered into
+// the plain tensor, added to it when accumulating. Primitives are cached per spec like the
+// matmul's.
 #pragma once
 
 #include "clip/backend/cpu/onednn.hpp"
@@ -18,39 +22,72 @@ inline std::int64_t right_padding(std::int64_t in, std::int64_t out, std::int64_
     return (out - 1) * stride + kernel_extent - in - left;
 }
 
+/// The oneDNN descriptors of one convolution: activations as the caller laid them out, the
+/// weights plain ([O, I, kH, kW], or [G, O/G, I/G, kH, kW] with groups).
+struct conv_geometry {
+    dnnl::memory::desc x_md, w_md, out_md;
+    dnnl::memory::dims stride, dilation, pad_left, pad_right;
+    shape w_shape;
+
+    conv_geometry(const tensor& x, const tensor& w, const tensor& out, const conv2d_options& o) {
+        const shape out_shape = out.shape();
+        const std::int64_t groups = o.groups;
+        w_shape = groups == 1 ? w.shape()
+                              : shape{groups, w.shape()[0] / groups, w.shape()[1], w.shape()[2], w.shape()[3]};
+        x_md = describe(x.shape(), x.strides(), dtype::f32);
+        w_md = describe(w_shape, contiguous_strides(w_shape), dtype::f32);
+        out_md = describe(out_shape, out.strides(), dtype::f32);
+        stride = {o.stride[0], o.stride[1]};
+        dilation = {o.dilation[0] - 1, o.dilation[1] - 1};
+        pad_left = {o.padding[0], o.padding[1]};
+        pad_right = {
+            right_padding(x.shape()[2], out_shape[2], o.dilation[0] * (w.shape()[2] - 1) + 1, o.stride[0], o.padding[0]),
+            right_padding(x.shape()[3], out_shape[3], o.dilation[1] * (w.shape()[3] - 1) + 1, o.stride[1], o.padding[1])};
+    }
+
+    /// Weights of the same shape in whatever layout the implementation prefers.
+    dnnl::memory::desc any_weights() const {
+        return dnnl::memory::desc(w_md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+    }
+
+    /// The key of a plan: every shape and stride, the spec, and what distinguishes the caller.
+    template <class... Extra>
+    std::string key(const char* kind, const tensor& x, const tensor& out, const conv2d_options& o,
+                    const Extra&... extra) const {
+        std::string k = kind;
+        append_key(k, x.shape());
+        append_key(k, x.strides());
+        append_key(k, out.strides());
+        append_key(k, w_shape);
+        append_key(k, o.stride, o.padding, o.dilation, o.groups, extra...);
+        return k;
+    }
+
+    /// The forward description the backward primitives take as their hint.
+    dnnl::convolution_forward::primitive_desc training_hint() const {
+        const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                   x_md, any_weights(), dnnl::memory::desc(), out_md, stride, dilation,
+                                                   pad_left, pad_right);
+        return dnnl::convolution_forward::primitive_desc(desc, base_attributes(), engine());
+    }
+};
+
+/// out = act(conv(x, w) + bias). The plan lets oneDNN choose its weight layout (with plain
+/// weights it falls back to its reference kernels, a hundred times slower): packed_weights are
+/// reordered once, plain ones on every call into a workspace.
 inline void conv2d(const tensor& out, const tensor& input, const tensor& weight, const conv2d_options& o,
                    const packed_weights* packed = nullptr) {
-    const shape out_shape = check_conv2d(input, weight, o);
+    (void)check_conv2d(input, weight, o);
     const tensor x = dense_nchw(input), w = weight.contiguous();
-    const std::int64_t groups = o.groups;
-    const shape w_shape = groups == 1 ? w.shape()
-                                      : shape{groups, w.shape()[0] / groups, w.shape()[1], w.shape()[2], w.shape()[3]};
-    const dnnl::memory::desc x_md = describe(x.shape(), x.strides(), dtype::f32);
-    const dnnl::memory::desc w_md = describe(w_shape, contiguous_strides(w_shape), dtype::f32);
-    const dnnl::memory::desc out_md = describe(out_shape, out.strides(), dtype::f32);
+    const conv_geometry g(x, w, out, o);
     const dnnl::memory::desc bias_md =
         o.bias.defined() ? describe(shape{w.shape()[0]}, strides{1}, dtype::f32) : dnnl::memory::desc();
-    const dnnl::memory::dims stride{o.stride[0], o.stride[1]}, dilation{o.dilation[0] - 1, o.dilation[1] - 1};
-    const dnnl::memory::dims pad_left{o.padding[0], o.padding[1]};
-    const dnnl::memory::dims pad_right{
-        right_padding(x.shape()[2], out_shape[2], o.dilation[0] * (w.shape()[2] - 1) + 1, o.stride[0], o.padding[0]),
-        right_padding(x.shape()[3], out_shape[3], o.dilation[1] * (w.shape()[3] - 1) + 1, o.stride[1], o.padding[1])};
-
-    std::string key = "conv";
-    append_key(key, x.shape());
-    append_key(key, x.strides());
-    append_key(key, out.strides());
-    append_key(key, w_shape);
-    append_key(key, o.stride, o.padding, o.dilation, o.groups, o.bias.defined(), o.act, packed != nullptr);
     static plan_cache<dnnl::convolution_forward, dnnl::convolution_forward::primitive_desc> plans;
-    const auto& plan = plans.get(key, [&] {
+    const auto& plan = plans.get(g.key("conv", x, out, o, o.bias.defined(), o.act, packed != nullptr), [&] {
         return guarded("conv2d: creating the primitive", [&] {
-            const dnnl::memory::desc weights_md =
-                packed ? dnnl::memory::desc(w_md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any)
-                       : w_md;
             const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
-                                                       dnnl::algorithm::convolution_direct, x_md, weights_md, bias_md,
-                                                       out_md, stride, dilation, pad_left, pad_right);
+                                                       dnnl::algorithm::convolution_direct, g.x_md, g.any_weights(),
+                                                       bias_md, g.out_md, g.stride, g.dilation, g.pad_left, g.pad_right);
             dnnl::primitive_attr attr = base_attributes();
             dnnl::post_ops ops;
             append_activation(ops, o.act);
@@ -59,14 +96,71 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
         });
     });
     guarded("conv2d: running the primitive", [&] {
-        const dnnl::memory weights = weights_in_layout(packed, wrap(w_md, w), plan.pd.weights_desc());
+        const dnnl::memory plain = wrap(g.w_md, w);
+        const dnnl::memory weights =
+            packed ? weights_in_layout(packed, plain, plan.pd.weights_desc()) : in_layout(plain, plan.pd.weights_desc(), 0);
         const tensor bias = o.bias.defined() ? o.bias.contiguous() : tensor{};
         std::unordered_map<int, dnnl::memory> args{
-            {DNNL_ARG_SRC, wrap(x_md, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(out_md, out)}};
+            {DNNL_ARG_SRC, wrap(g.x_md, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(g.out_md, out)}};
         if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(bias_md, bias));
         args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc()));
         plan.primitive.execute(stream(), args);
         stream().wait();
+    });
+}
+
+/// dx = the gradient of Σ dy ⊙ conv(x, w) with respect to x (written), for dx and dy in the
+/// caller's layouts; oneDNN's convolution_backward_data with w reordered as it asks.
+inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tensor& weight, const conv2d_options& o) {
+    const tensor w = weight.contiguous();
+    const conv_geometry g(dx, w, dy, o);
+    static plan_cache<dnnl::convolution_backward_data, dnnl::convolution_backward_data::primitive_desc> plans;
+    const auto& plan = plans.get(g.key("conv_backward_data", dx, dy, o), [&] {
+        return guarded("conv2d_backward_data: creating the primitive", [&] {
+            const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, g.x_md,
+                                                             g.any_weights(), g.out_md, g.stride, g.dilation,
+                                                             g.pad_left, g.pad_right);
+            return dnnl::convolution_backward_data::primitive_desc(desc, base_attributes(), engine(), g.training_hint());
+        });
+    });
+    guarded("conv2d_backward_data: running the primitive", [&] {
+        const dnnl::memory weights = in_layout(wrap(g.w_md, w), plan.pd.weights_desc(), 0);
+        plan.primitive.execute(stream(), {{DNNL_ARG_DIFF_DST, wrap(g.out_md, dy)},
+                                          {DNNL_ARG_WEIGHTS, weights},
+                                          {DNNL_ARG_DIFF_SRC, wrap(g.x_md, dx)},
+                                          {DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc())}});
+        stream().wait();
+    });
+}
+
+/// dw = the gradient of Σ dy ⊙ conv(x, w) with respect to w (written, or added to dw when
+/// `accumulate`); dw is plain [O, I/groups, kH, kW]. oneDNN's convolution_backward_weights
+/// writes its preferred layout into a workspace, and one reorder (with the sum post-op when
+/// accumulating) brings it into dw.
+inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const tensor& dy, const conv2d_options& o,
+                                    bool accumulate) {
+    const conv_geometry g(x, dw, dy, o);
+    static plan_cache<dnnl::convolution_backward_weights, dnnl::convolution_backward_weights::primitive_desc> plans;
+    const auto& plan = plans.get(g.key("conv_backward_weights", x, dy, o), [&] {
+        return guarded("conv2d_backward_weights: creating the primitive", [&] {
+            const dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, g.x_md,
+                                                                g.any_weights(), g.out_md, g.stride, g.dilation,
+                                                                g.pad_left, g.pad_right);
+            return dnnl::convolution_backward_weights::primitive_desc(desc, base_attributes(), engine(),
+                                                                      g.training_hint());
+        });
+    });
+    guarded("conv2d_backward_weights: running the primitive", [&] {
+        const dnnl::memory plain = wrap(g.w_md, dw);
+        const dnnl::memory::desc want = plan.pd.diff_weights_desc();
+        const bool direct = want == plain.get_desc() && !accumulate;
+        const dnnl::memory result = direct ? plain : dnnl::memory(want, engine(), workspace(want.get_size(), 0));
+        plan.primitive.execute(stream(), {{DNNL_ARG_SRC, wrap(g.x_md, x)},
+                                          {DNNL_ARG_DIFF_DST, wrap(g.out_md, dy)},
+                                          {DNNL_ARG_DIFF_WEIGHTS, result},
+                                          {DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc())}});
+        stream().wait();
+        if (!direct) reorder_into(result, plain, accumulate);
     });
 }
 

@@ -73,7 +73,10 @@ inline void append_key(std::string& key, const shape& s) {
     key.append(reinterpret_cast<const char*>(s.begin()), static_cast<std::size_t>(s.size()) * sizeof(std::int64_t));
 }
 
-/// Cache of primitives (with their descriptors) by spec key; thread-safe.
+/// Cache of primitives (with their descriptors) by spec key and thread count; thread-safe.
+/// oneDNN fixes a primitive's thread count when it creates it (from omp_get_max_threads()), so
+/// a plan made before set_num_threads(n) would go on running with the old count: the count is
+/// part of the key.
 template <class Primitive, class Descriptor>
 class plan_cache {
 public:
@@ -83,7 +86,9 @@ public:
     };
 
     template <class Make>
-    const plan& get(const std::string& key, Make&& make) {
+    const plan& get(const std::string& spec, Make&& make) {
+        std::string key = spec;
+        append_key(key, omp_get_max_threads());
         std::lock_guard lock(mutex_);
         if (auto it = plans_.find(key); it != plans_.end()) return it->second;
         if (plans_.size() >= capacity) plans_.clear(); // a workload with unbounded shapes stays bounded
@@ -125,6 +130,22 @@ inline dnnl::memory scratchpad(const dnnl::memory::desc& md) {
     return dnnl::memory(md, engine(), buffer.get());
 }
 
+/// Memory for an operand that one primitive call needs in another layout: weights that change
+/// between calls (a training step's), which are reordered on every call instead of packed once.
+/// `slot` tells apart the operands of one call. Like scratchpad(), each slot grows to its largest
+/// request and is then reused.
+inline void* workspace(std::size_t bytes, int slot) {
+    constexpr int slots = 2;
+    thread_local std::shared_ptr<void> buffers[slots];
+    thread_local std::size_t capacities[slots] = {};
+    check(slot >= 0 && slot < slots, "onednn::workspace: no slot ", slot);
+    if (bytes > capacities[slot]) {
+        buffers[slot] = allocate(bytes, device::cpu());
+        capacities[slot] = bytes;
+    }
+    return buffers[slot].get();
+}
+
 /// Primitive attributes every clip plan uses: user-managed scratchpad (see scratchpad()).
 inline dnnl::primitive_attr base_attributes() {
     dnnl::primitive_attr attr;
@@ -144,6 +165,39 @@ inline void append_activation(dnnl::post_ops& ops, activation act) {
     case activation::gelu: return ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
     case activation::quick_gelu: return ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f);
     }
+}
+
+/// Copies `from` into `to`, the same values in another layout, or adds them to `to`'s when
+/// `accumulate` (the sum post-op, beta = 1). Reorder plans are cached by the two layouts.
+inline void reorder_into(const dnnl::memory& from, const dnnl::memory& to, bool accumulate = false) {
+    const dnnl::memory::desc from_md = from.get_desc(), to_md = to.get_desc();
+    std::string key = "reorder";
+    key.append(reinterpret_cast<const char*>(&from_md.data), sizeof(from_md.data));
+    key.append(reinterpret_cast<const char*>(&to_md.data), sizeof(to_md.data));
+    append_key(key, accumulate);
+    static plan_cache<dnnl::reorder, dnnl::reorder::primitive_desc> plans;
+    const auto& plan = plans.get(key, [&] {
+        dnnl::primitive_attr attr = base_attributes();
+        if (accumulate) {
+            dnnl::post_ops ops;
+            ops.append_sum(1.0f);
+            attr.set_post_ops(ops);
+        }
+        return dnnl::reorder::primitive_desc(engine(), from_md, engine(), to_md, attr);
+    });
+    plan.primitive.execute(stream(), {{DNNL_ARG_FROM, from},
+                                      {DNNL_ARG_TO, to},
+                                      {DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc())}});
+    stream().wait();
+}
+
+/// `plain` in the layout `want`: itself when it already has it, else a copy reordered into
+/// workspace `slot` (valid until the next use of that slot on this thread).
+inline dnnl::memory in_layout(const dnnl::memory& plain, const dnnl::memory::desc& want, int slot) {
+    if (want == plain.get_desc()) return plain;
+    dnnl::memory copy(want, engine(), workspace(want.get_size(), slot));
+    reorder_into(plain, copy);
+    return copy;
 }
 
 /// The weights in the layout `want` that a plan asked for: `plain` itself when it already has

@@ -1,0 +1,267 @@
+// clip/train/batch_norm.hpp: trainable torch.nn.BatchNorm2d on channels-last activations.
+//
+// x [..., C] contiguous: a channels-last [N, H, W, C] batch, whose M = N·H·W leading positions
+// are the samples of each channel's statistics. With act ReLU or none and an optional residual
+// (a Bottleneck's `relu(bn3(conv3(.)) + identity)` is one call):
+// training mode (PyTorch's module.train()):
+//   forward   μ = mean(x),  σ² = mean((x − μ)²)  per channel over the M rows (biased),
+//             rstd = 1/sqrt(σ² + eps),  x̂ = (x − μ)·rstd,  y = act(x̂ ⊙ γ + β + residual)
+//             running_mean ← (1 − m)·running_mean + m·μ
+//             running_var  ← (1 − m)·running_var + m·σ²·M/(M − 1)     (unbiased, as PyTorch)
+//             num_batches_tracked += 1                                  (m = momentum = 0.1)
+//   backward  g = dy ⊙ [y > 0] with ReLU, else dy   (g is also the residual's gradient)
+//             dγ += Σ g ⊙ x̂,   dβ += Σ g
+//             dx = γ·rstd·(g − mean(g) − x̂·mean(g ⊙ x̂))
+// eval mode (module.eval()):
+//   forward   μ, σ² = running_mean, running_var (nothing updated), y as above
+//   backward  dx = γ·rstd·g;  dγ, dβ as above
+// The running statistics are buffers of the store (parameters.hpp), not parameters.
+//
+// Per-channel sums split the rows into chunks whose length depends on C only; each chunk is
+// reduced in f32 in row order (its mean, then its squared deviations from that mean: no
+// cancellation), and the chunks are combined per channel in double (Chan et al.'s pairwise
+// update), so the statistics are the same bits for any thread count. The element-wise passes
+// are one fused multiply-add per value with per-channel coefficients.
+#pragma once
+
+#include <cmath>
+
+#include "clip/train/buffers.hpp"
+#include "clip/train/parameters.hpp"
+
+namespace clip::detail {
+
+/// Rows per chunk of a per-channel reduction over [M, C]: about 8 K floats, whatever the thread
+/// count (so the sums do not depend on it).
+inline std::int64_t channel_chunk_rows(std::int64_t C) { return std::max<std::int64_t>(4, 8192 / C); }
+
+/// body(chunk, first_row, last_row) for every chunk of the M rows, chunks split across threads.
+template <class F>
+void for_each_row_chunk(std::int64_t M, std::int64_t C, F&& body) {
+    const std::int64_t rows = channel_chunk_rows(C), chunks = (M + rows - 1) / rows;
+    parallel_for(chunks, rows * C * 3, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t k = first; k < last; ++k) body(k, k * rows, std::min(M, (k + 1) * rows));
+    });
+}
+
+} // namespace clip::detail
+
+namespace clip::train {
+
+struct batch_norm {
+    tensor weight, grad_weight; // γ [C]
+    tensor bias, grad_bias;     // β [C]
+    tensor running_mean;        // [C], buffers of the store
+    tensor running_var;         // [C]
+    tensor num_batches_tracked; // [] i64
+    float eps = 1e-5f;
+    float momentum = 0.1f;
+
+    struct cache {
+        tensor input;                // x [..., C]: the caller's buffer, which must live until backward
+        detail::buffer output;       // y [..., C]
+        detail::buffer mean;         // μ [C]: the batch's (training) or the running one (eval)
+        detail::buffer rstd;         // [C]
+        detail::buffer partial;      // per-chunk sums [chunks, 2, C]
+        detail::buffer coefficients; // per-channel factors of the element-wise passes [4, C]
+        bool training = true;
+        bool relu = false;
+    };
+
+    /// The layer `prefix` (`prefix.weight`, `prefix.bias`, `prefix.running_mean`, ...) of a store.
+    static batch_norm bind(const parameter_store& store, const std::string& prefix) {
+        const parameter& w = store.at(prefix + ".weight");
+        const parameter& b = store.at(prefix + ".bias");
+        return {w.value,
+                w.grad,
+                b.value,
+                b.grad,
+                store.buffer(prefix + ".running_mean").value,
+                store.buffer(prefix + ".running_var").value,
+                store.buffer(prefix + ".num_batches_tracked").value};
+    }
+
+    std::int64_t channels() const { return weight.size(0); }
+
+    /// x [..., C] -> y = act(BN(x) + residual) [..., C], kept in `c.output`. In training mode the
+    /// batch statistics normalise and the running statistics are updated.
+    const tensor& forward(const tensor& x, cache& c, bool training, const tensor& residual = {},
+                          bool relu = false) const {
+        const std::int64_t C = channels();
+        detail::require_buffer(x, x.shape(), "batch_norm", "input");
+        detail::check<shape_error>(x.ndim() >= 2 && x.shape().back() == C, "batch_norm: input of shape ", x.shape(),
+                                   " does not end in the ", C, " channels");
+        if (residual.defined()) detail::require_buffer(residual, x.shape(), "batch_norm", "residual");
+        const std::int64_t M = x.numel() / C;
+        c.input = x;
+        c.training = training;
+        c.relu = relu;
+        float* mean = detail::reuse(c.mean, {C}).data<float>();
+        float* rstd = detail::reuse(c.rstd, {C}).data<float>();
+        if (training) batch_statistics(x, c, mean, rstd);
+        else running_statistics(mean, rstd);
+
+        // y = act(x · scale + shift + residual), scale = γ·rstd, shift = β − μ·scale.
+        float* scale = detail::reuse(c.coefficients, {4, C}).data<float>();
+        float* shift = scale + C;
+        const float* gamma = weight.data<float>();
+        const float* beta = bias.data<float>();
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+            scale[ch] = gamma[ch] * rstd[ch];
+            shift[ch] = beta[ch] - mean[ch] * scale[ch];
+        }
+        const tensor& y = detail::reuse(c.output, x.shape());
+        const float* in = x.data<float>();
+        const float* res = residual.defined() ? residual.data<float>() : nullptr;
+        float* out = y.data<float>();
+        using detail::simd;
+        detail::parallel_for(M, C * 2, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t r = first; r < last; ++r)
+                detail::for_each_register(C, [&](std::int64_t ch, std::int64_t n) {
+                    const std::int64_t i = r * C + ch;
+                    simd v = xsimd::fma(detail::load_lanes(in + i, n), detail::load_lanes(scale + ch, n),
+                                        detail::load_lanes(shift + ch, n));
+                    if (res) v += detail::load_lanes(res + i, n);
+                    if (relu) v = xsimd::max(v, simd(0.0f));
+                    detail::store_lanes(out + i, v, n);
+                });
+        });
+        return y;
+    }
+
+    /// dy [..., C] -> dx [..., C] (written; dx may be dy itself), accumulating grad_weight and
+    /// grad_bias. dy is consumed: with ReLU it is overwritten with g = dy ⊙ [y > 0], which is
+    /// then the residual's gradient.
+    void backward(const tensor& dy, cache& c, const tensor& dx) const {
+        const std::int64_t C = channels();
+        detail::require_buffer(dy, c.input.shape(), "batch_norm backward", "output gradient");
+        detail::require_buffer(dx, c.input.shape(), "batch_norm backward", "input gradient");
+        const std::int64_t M = c.input.numel() / C;
+        const float* x = c.input.data<float>();
+        const float* y = c.output.data<float>();
+        float* g = dy.data<float>();
+        const float* mean = c.mean.data<float>();
+        const float* rstd = c.rstd.data<float>();
+        const bool relu = c.relu;
+        using detail::simd;
+
+        // Per chunk: Σ g and Σ g·(x − μ), masking g in place first.
+        const std::int64_t chunks = (M + detail::channel_chunk_rows(C) - 1) / detail::channel_chunk_rows(C);
+        float* partial = detail::reuse(c.partial, {chunks, 2, C}).data<float>();
+        detail::for_each_row_chunk(M, C, [&](std::int64_t k, std::int64_t first, std::int64_t last) {
+            float* sum_g = partial + k * 2 * C;
+            float* sum_gx = sum_g + C;
+            std::fill_n(sum_g, 2 * C, 0.0f);
+            for (std::int64_t r = first; r < last; ++r)
+                detail::for_each_register(C, [&](std::int64_t ch, std::int64_t n) {
+                    const std::int64_t i = r * C + ch;
+                    simd gi = detail::load_lanes(g + i, n);
+                    if (relu) {
+                        gi = xsimd::select(detail::load_lanes(y + i, n) > simd(0.0f), gi, simd(0.0f));
+                        detail::store_lanes(g + i, gi, n);
+                    }
+                    const simd centered = detail::load_lanes(x + i, n) - detail::load_lanes(mean + ch, n);
+                    detail::store_lanes(sum_g + ch, detail::load_lanes(sum_g + ch, n) + gi, n);
+                    detail::store_lanes(sum_gx + ch, xsimd::fma(gi, centered, detail::load_lanes(sum_gx + ch, n)), n);
+                });
+        });
+
+        // dx = A·g + B·(x − μ) + D per channel (A = γ·rstd; training: B = −A·rstd·mean(g x̂),
+        // D = −A·mean(g); eval: B = D = 0).
+        float* a = c.coefficients.data<float>();
+        float* b = a + C;
+        float* d = a + 2 * C;
+        const float* gamma = weight.data<float>();
+        float* grad_gamma = grad_weight.data<float>();
+        float* grad_beta = grad_bias.data<float>();
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+            double total_g = 0.0, total_gx = 0.0;
+            for (std::int64_t k = 0; k < chunks; ++k) {
+                total_g += partial[k * 2 * C + ch];
+                total_gx += partial[k * 2 * C + C + ch];
+            }
+            const double s = rstd[ch], gx_hat = total_gx * s; // Σ g·x̂
+            grad_beta[ch] += static_cast<float>(total_g);
+            grad_gamma[ch] += static_cast<float>(gx_hat);
+            const double factor = static_cast<double>(gamma[ch]) * s;
+            a[ch] = static_cast<float>(factor);
+            b[ch] = c.training ? static_cast<float>(-factor * s * gx_hat / static_cast<double>(M)) : 0.0f;
+            d[ch] = c.training ? static_cast<float>(-factor * total_g / static_cast<double>(M)) : 0.0f;
+        }
+        float* out = dx.data<float>();
+        detail::parallel_for(M, C * 3, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t r = first; r < last; ++r)
+                detail::for_each_register(C, [&](std::int64_t ch, std::int64_t n) {
+                    const std::int64_t i = r * C + ch;
+                    const simd centered = detail::load_lanes(x + i, n) - detail::load_lanes(mean + ch, n);
+                    const simd v = xsimd::fma(detail::load_lanes(g + i, n), detail::load_lanes(a + ch, n),
+                                              xsimd::fma(centered, detail::load_lanes(b + ch, n),
+                                                         detail::load_lanes(d + ch, n)));
+                    detail::store_lanes(out + i, v, n);
+                });
+        });
+    }
+
+private:
+    /// μ and rstd of the batch into mean and rstd [C]; updates the running statistics.
+    void batch_statistics(const tensor& x, cache& c, float* mean, float* rstd) const {
+        const std::int64_t C = channels(), M = x.numel() / C;
+        detail::check<shape_error>(M > 1, "batch_norm: training needs more than one value per channel, got input of shape ",
+                                   x.shape(), " (as PyTorch, use eval mode for a single sample)");
+        const std::int64_t rows = detail::channel_chunk_rows(C), chunks = (M + rows - 1) / rows;
+        float* partial = detail::reuse(c.partial, {chunks, 2, C}).data<float>();
+        const float* in = x.data<float>();
+        using detail::simd;
+        detail::for_each_row_chunk(M, C, [&](std::int64_t k, std::int64_t first, std::int64_t last) {
+            float* chunk_mean = partial + k * 2 * C;
+            float* chunk_m2 = chunk_mean + C; // Σ (x − chunk mean)²
+            std::fill_n(chunk_mean, 2 * C, 0.0f);
+            for (std::int64_t r = first; r < last; ++r)
+                detail::for_each_register(C, [&](std::int64_t ch, std::int64_t n) {
+                    detail::store_lanes(chunk_mean + ch,
+                                        detail::load_lanes(chunk_mean + ch, n) + detail::load_lanes(in + r * C + ch, n), n);
+                });
+            const float inverse = 1.0f / static_cast<float>(last - first);
+            for (std::int64_t ch = 0; ch < C; ++ch) chunk_mean[ch] *= inverse;
+            for (std::int64_t r = first; r < last; ++r)
+                detail::for_each_register(C, [&](std::int64_t ch, std::int64_t n) {
+                    const simd centered = detail::load_lanes(in + r * C + ch, n) - detail::load_lanes(chunk_mean + ch, n);
+                    detail::store_lanes(chunk_m2 + ch, xsimd::fma(centered, centered, detail::load_lanes(chunk_m2 + ch, n)),
+                                        n);
+                });
+        });
+        float* run_mean = running_mean.data<float>();
+        float* run_var = running_var.data<float>();
+        const double m = momentum, count = static_cast<double>(M);
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+            double total = 0.0;
+            for (std::int64_t k = 0; k < chunks; ++k)
+                total += static_cast<double>(partial[k * 2 * C + ch]) * static_cast<double>(std::min(rows, M - k * rows));
+            const double mu = total / count;
+            double m2 = 0.0;
+            for (std::int64_t k = 0; k < chunks; ++k) {
+                const double delta = static_cast<double>(partial[k * 2 * C + ch]) - mu;
+                m2 += static_cast<double>(partial[k * 2 * C + C + ch]) +
+                      delta * delta * static_cast<double>(std::min(rows, M - k * rows));
+            }
+            const double var = m2 / count;
+            mean[ch] = static_cast<float>(mu);
+            rstd[ch] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+            run_mean[ch] = static_cast<float>((1.0 - m) * run_mean[ch] + m * mu);
+            run_var[ch] = static_cast<float>((1.0 - m) * run_var[ch] + m * var * count / (count - 1.0));
+        }
+        ++*num_batches_tracked.data<std::int64_t>();
+    }
+
+    /// The running statistics as μ and rstd [C] (eval mode).
+    void running_statistics(float* mean, float* rstd) const {
+        const float* run_mean = running_mean.data<float>();
+        const float* run_var = running_var.data<float>();
+        for (std::int64_t ch = 0; ch < channels(); ++ch) {
+            mean[ch] = run_mean[ch];
+            rstd[ch] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(run_var[ch]) + static_cast<double>(eps)));
+        }
+    }
+};
+
+} // namespace clip::train
