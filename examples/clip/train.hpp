@@ -101,7 +101,7 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     cmd->add_option("--save", o.save, "Checkpoint directory (DIR/step-N/, DIR/latest)")->type_name("DIR");
     cmd->add_option("--save-steps", o.save_steps, "Also save every N steps (0: at the end only)")->check(at_least(0));
     cmd->add_option("--resume", o.resume, "Continue the run saved in DIR (its latest checkpoint)")->type_name("DIR");
-    auto* model = cmd->add_option("--model", o.model, "Preset to train from scratch (ViT presets; random OpenAI init)");
+    auto* model = cmd->add_option("--model", o.model, "Preset to train from scratch (ViT or ResNet; OpenAI's random initialisation)");
     auto* init = cmd->add_option("--init", o.init, "Checkpoint to fine-tune (.safetensors)")->type_name("W.safetensors");
     model->excludes(init);
     init->excludes(model);
@@ -123,7 +123,7 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
     cmd->footer("Example (the demo: a small CLIP from scratch on the built-in shapes):\n"
                 "  clip train --dataset-type synthetic --config examples/train/synthetic-small.json --batch-size 64 \\\n"
-                "             --steps 600 --lr 1e-3 --warmup 50 --save run --grid predictions.png");
+                "             --steps 2000 --lr 1e-3 --warmup 50 --wd 0.1 --save run --grid predictions.png");
     return cmd;
 }
 
@@ -161,6 +161,7 @@ inline std::vector<std::filesystem::path> expand_shards(const std::string& spec)
 
 struct zero_shot_score {
     double seen = 0, unseen = 0;
+    double shape = 0, colour = 0; // the predicted pair's shape / colour right, over all images
     std::int64_t seen_count = 0, unseen_count = 0;
 };
 
@@ -180,8 +181,11 @@ inline zero_shot_score synthetic_zero_shot(const clip::model& m, const clip::tok
         const auto ranked = classifier.classify(m, images, 1);
         for (std::int64_t i = first; i < last; ++i) {
             const clip::synthetic_attributes a = test.attributes(static_cast<std::size_t>(i));
-            const bool right = ranked[static_cast<std::size_t>(i - first)][0].index == clip::synthetic_class(a.shape, a.colour);
-            if (predictions) predictions->push_back(static_cast<int>(ranked[static_cast<std::size_t>(i - first)][0].index));
+            const auto predicted = static_cast<int>(ranked[static_cast<std::size_t>(i - first)][0].index);
+            const bool right = predicted == clip::synthetic_class(a.shape, a.colour);
+            score.shape += predicted / static_cast<int>(clip::synthetic_colours.size()) == a.shape;
+            score.colour += predicted % static_cast<int>(clip::synthetic_colours.size()) == a.colour;
+            if (predictions) predictions->push_back(predicted);
             if (clip::synthetic_held_out(a.shape, a.colour)) {
                 score.unseen += right;
                 ++score.unseen_count;
@@ -191,6 +195,8 @@ inline zero_shot_score synthetic_zero_shot(const clip::model& m, const clip::tok
             }
         }
     }
+    score.shape /= static_cast<double>(std::max<std::int64_t>(n, 1));
+    score.colour /= static_cast<double>(std::max<std::int64_t>(n, 1));
     if (score.seen_count) score.seen /= static_cast<double>(score.seen_count);
     if (score.unseen_count) score.unseen /= static_cast<double>(score.unseen_count);
     return score;
@@ -315,8 +321,9 @@ inline void run_train(const train_options& o) {
         return detail::synthetic_zero_shot(inference, tokenizer, *test, predictions);
     };
     const auto report = [&](const detail::zero_shot_score& s, std::int64_t step) {
-        std::printf("step %lld: zero-shot top-1 (seen combinations): %.3f, (unseen combinations): %.3f, chance %.3f\n",
-                    static_cast<long long>(step), s.seen, s.unseen, 1.0 / 36.0);
+        std::printf("step %lld: zero-shot top-1 (seen combinations): %.3f, (unseen combinations): %.3f, chance %.3f; "
+                    "shape right %.3f, colour right %.3f\n",
+                    static_cast<long long>(step), s.seen, s.unseen, 1.0 / 36.0, s.shape, s.colour);
         std::fflush(stdout);
     };
     const auto save = [&] {
@@ -378,6 +385,7 @@ inline void run_train(const train_options& o) {
         std::printf("zero-shot top-1 (seen combinations): %.3f   (%lld images)\n", s.seen, static_cast<long long>(s.seen_count));
         std::printf("zero-shot top-1 (unseen combinations): %.3f   (%lld images)\n", s.unseen, static_cast<long long>(s.unseen_count));
         std::printf("chance: %.3f (1 of 36 shape-colour classes)\n", 1.0 / 36.0);
+        std::printf("shape right: %.3f, colour right: %.3f (chance 1/6 each)\n", s.shape, s.colour);
         if (!o.grid.empty()) detail::write_prediction_grid(o.grid, *test, predictions);
     }
 }

@@ -6,6 +6,7 @@
 
 #include <clip/data/synthetic.hpp>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <numeric>
@@ -91,7 +92,11 @@ TEST_CASE("the held-out combinations: one per shape and per colour, never in tra
             CHECK(seen.size() == static_cast<std::size_t>(tuples));
         }
         // Runs are shuffled differently.
-        CHECK_FALSE(data->attributes(0) == data->attributes(static_cast<std::size_t>(tuples)));
+        const auto tuple = [&](std::size_t i) {
+            const clip::synthetic_attributes a = data->attributes(i);
+            return std::tuple{a.shape, a.colour, a.size, a.position};
+        };
+        CHECK_FALSE(tuple(0) == tuple(static_cast<std::size_t>(tuples)));
     }
     std::set<int> test_classes;
     for (std::size_t i = 0; i < 360; ++i) test_classes.insert(test.class_index(i));
@@ -103,14 +108,42 @@ TEST_CASE("class names, templates and captions agree") {
     REQUIRE(names.size() == 36);
     CHECK(names[static_cast<std::size_t>(clip::synthetic_class(2, 3))] == "yellow triangle");
     const std::vector<std::string> templates = clip::synthetic_templates();
-    REQUIRE(templates.size() == 10);
-    CHECK(templates[0] == "a small {} on the left");
+    REQUIRE(templates.size() == 18);
+    CHECK(templates[0] == "a {}");
+    CHECK(templates[17] == "a large {} in the middle");
     std::set<std::string> from_templates;
     for (const std::string& name : names)
         for (const std::string& t : templates) from_templates.insert(clip::format_template(t, name));
     const std::vector<std::string> captions = clip::synthetic_captions();
     CHECK(std::set<std::string>(captions.begin(), captions.end()) == from_templates);
+    CHECK(captions.size() == 36 * 18);
     CHECK(clip::synthetic_caption({4, 1, 1, 4}) == "a large green star in the middle");
+    CHECK(clip::synthetic_caption({4, 1, 1, 4, false, true}) == "a green star in the middle");
+    CHECK(clip::synthetic_caption({4, 1, 0, 2, true, false}) == "a small green star");
+    CHECK(clip::synthetic_caption({4, 1, 0, 2, false, false}) == "a green star");
+}
+
+TEST_CASE("captions name the size and the position each with mention_probability") {
+    const clip::synthetic_dataset half(clip::synthetic_split::train, 4000, {.seed = 2});
+    std::map<std::pair<bool, bool>, int> forms;
+    for (std::size_t i = 0; i < half.size(); ++i) {
+        const clip::synthetic_attributes a = half.attributes(i);
+        ++forms[{a.says_size, a.says_where}];
+    }
+    REQUIRE(forms.size() == 4);
+    for (const auto& [form, count] : forms) CHECK(std::abs(count - 1000) < 120); // 1000 ± 4.4 sd
+    for (const double p : {0.0, 1.0}) {
+        const clip::synthetic_dataset fixed(clip::synthetic_split::train, 300, {.seed = 2, .mention_probability = p});
+        for (std::size_t i = 0; i < fixed.size(); ++i) {
+            const clip::synthetic_attributes a = fixed.attributes(i);
+            REQUIRE(a.says_size == (p == 1.0));
+            REQUIRE(a.says_where == (p == 1.0));
+            // The picture does not depend on the wording.
+            if (i < 3) CHECK(fixed.get(i).picture.pixels().to_vector<std::uint8_t>() == half.get(i).picture.pixels().to_vector<std::uint8_t>());
+        }
+    }
+    CHECK(clip::test::error_message([] { clip::synthetic_dataset(clip::synthetic_split::train, 1, {.mention_probability = 1.5}); })
+              .find("mention_probability") != std::string::npos);
 }
 
 TEST_CASE("the vocabulary makes each of the 24 words one token") {
@@ -118,7 +151,8 @@ TEST_CASE("the vocabulary makes each of the 24 words one token") {
     std::set<std::int64_t> words;
     for (const std::string& caption : clip::synthetic_captions()) {
         const std::vector<std::int64_t> ids = tok.encode(caption);
-        REQUIRE(ids.size() == 7);
+        const std::size_t count = static_cast<std::size_t>(std::count(caption.begin(), caption.end(), ' ')) + 1;
+        REQUIRE(ids.size() == count); // a [size] colour shape [three words of the position]
         words.insert(ids.begin(), ids.end());
     }
     CHECK(words.size() == 24);

@@ -107,6 +107,23 @@ TEST_CASE("a ResNet store: parameters in named_parameters() order, BatchNorm sta
     CHECK(train::parameter_store(tiny()).buffers().empty());
 }
 
+TEST_CASE("a random ResNet: only the Bottlenecks' bn3 start at 0, so the features depend on the image") {
+    const clip::clip_config c = clip::detail::make_resnet(32, 64, {1, 1, 1, 1}, 8, 64, 1);
+    train::parameter_store store = train::parameter_store::random(c, 5);
+    for (const train::parameter& p : store.parameters()) {
+        if (!p.name.ends_with("bn3.weight")) continue;
+        CAPTURE(p.name);
+        const float expected = p.name.find(".layer") != std::string::npos ? 0.0f : 1.0f; // the stem's visual.bn3: 1
+        for (float v : p.value.to_vector<float>()) REQUIRE(v == expected);
+    }
+    const clip::model inference = clip::model::build(c, store);
+    const tensor images = clip::rand_normal({2, 3, 64, 64}, 9);
+    const std::vector<float> f = inference.encode_image(images).contiguous().to_vector<float>();
+    double difference = 0;
+    for (std::size_t e = 0; e < f.size() / 2; ++e) difference += std::abs(f[e] - f[f.size() / 2 + e]);
+    CHECK(difference > 1e-3);
+}
+
 TEST_CASE("the ResNet fixture is copied whole: parameters and buffers") {
     const auto dir = fixtures();
     if (!dir) return;

@@ -16,22 +16,30 @@
 //   background  solid, linear gradient, or noise, in low-saturation tones at least 120 (RGB
 //             distance) away from the shape's colour
 // anti-aliased by 4 × 4 supersampling. The caption grammar, 24 words:
-//   caption  := "a" size colour shape where
+//   caption  := "a" [size] colour shape [where]
 //   where    := "on the left" | "on the right" | "at the top" | "at the bottom" | "in the middle"
+// A caption names the size with probability `mention_probability` (default 1/2) and,
+// independently, the position with the same probability; colour and shape always. Captions that
+// always named both would let a model match nearly every caption of a batch by colour, size and
+// position alone (60 combinations for a batch of 64), so shape would hardly be learned; the
+// terser captions make shape the main cue among pictures of one colour, as detail varies in real
+// captions.
 //
 // The split: six (shape, colour) combinations are held out of training, one per shape and one
 // per colour, so every shape and every colour is still seen: circle–purple, square–orange,
 // triangle–red, diamond–green, star–blue, cross–yellow (colour = shape + 4 mod 6 in the orders
 // above). synthetic_split::train draws only the other 30 combinations; synthetic_split::test
 // draws all 36, from a different random stream. Zero-shot classes are the 36 pairs, named
-// "red circle"; with the ten templates "a {size} {} {where}" a classifier ensembles over sizes
-// and positions (clip/zeroshot/classifier.hpp).
+// "red circle"; with the 18 templates (every caption form: "a {}", "a small {}", "a {} at the
+// top", "a large {} on the left", ...) a classifier ensembles over them
+// (clip/zeroshot/classifier.hpp).
 //
 // Determinism: sample i of a split is a pure function of (seed, split, i). Within each run of
 // T consecutive samples [cT, (c + 1)T), where T is the number of (shape, colour, size, position)
 // tuples of the split (300 for train, 360 for test), every tuple appears once, in an order
 // shuffled per run; the jitter, rotation and background come from counter_rng(seed, synthetic,
-// split, i) (clip/data/counter_rng.hpp).
+// split, i) (clip/data/counter_rng.hpp), which words the caption names from counter_rng(seed,
+// synthetic, split, i, 1).
 #pragma once
 
 #include <algorithm>
@@ -61,6 +69,7 @@ inline constexpr std::array<std::string_view, 5> synthetic_positions = {"left", 
 /// What one synthetic image shows: indices into the four tables above.
 struct synthetic_attributes {
     int shape = 0, colour = 0, size = 0, position = 0;
+    bool says_size = true, says_where = true; // whether the caption names the size, the position
     bool operator==(const synthetic_attributes&) const = default;
 };
 
@@ -94,29 +103,37 @@ inline std::vector<std::string> synthetic_class_names() {
     return names;
 }
 
-/// The ten caption templates "a {size} {} {where}", "{}" standing for the class name (Python
+/// The 18 caption templates, one per caption form: "a {}", "a small {}", "a large {}",
+/// "a {} on the left", ..., "a small {} on the left", ... ("{}" stands for the class name, Python
 /// str.format style, as clip/zeroshot/templates.hpp formats them).
 inline std::vector<std::string> synthetic_templates() {
-    std::vector<std::string> templates;
+    std::vector<std::string> templates{"a {}"};
+    for (const std::string_view size : synthetic_sizes) templates.push_back("a " + std::string(size) + " {}");
+    for (int p = 0; p < static_cast<int>(synthetic_positions.size()); ++p)
+        templates.push_back("a {} " + std::string(synthetic_where(p)));
     for (const std::string_view size : synthetic_sizes)
         for (int p = 0; p < static_cast<int>(synthetic_positions.size()); ++p)
             templates.push_back("a " + std::string(size) + " {} " + std::string(synthetic_where(p)));
     return templates;
 }
 
-/// "a large red circle on the left".
+/// "a large red circle on the left", "a red circle at the top", "a small blue star", ...
 inline std::string synthetic_caption(const synthetic_attributes& a) {
-    return "a " + std::string(synthetic_sizes[static_cast<std::size_t>(a.size)]) + " " + synthetic_class_name(a.shape, a.colour) +
-           " " + std::string(synthetic_where(a.position));
+    std::string caption = "a ";
+    if (a.says_size) caption += std::string(synthetic_sizes[static_cast<std::size_t>(a.size)]) + " ";
+    caption += synthetic_class_name(a.shape, a.colour);
+    if (a.says_where) caption += " " + std::string(synthetic_where(a.position));
+    return caption;
 }
 
-/// Every caption the grammar can produce (360), tuple order.
+/// Every caption the grammar can produce (36 classes × 18 forms = 648).
 inline std::vector<std::string> synthetic_captions() {
     std::vector<std::string> captions;
-    for (int s = 0; s < 6; ++s)
-        for (int c = 0; c < 6; ++c)
-            for (int z = 0; z < 2; ++z)
-                for (int p = 0; p < 5; ++p) captions.push_back(synthetic_caption({s, c, z, p}));
+    for (const std::string& name : synthetic_class_names())
+        for (const std::string& form : synthetic_templates()) {
+            const std::size_t at = form.find("{}");
+            captions.push_back(form.substr(0, at) + name + form.substr(at + 2));
+        }
     return captions;
 }
 
@@ -255,6 +272,7 @@ inline image draw_synthetic(const synthetic_attributes& a, std::int64_t size, co
 struct synthetic_options {
     std::int64_t image_size = 64;
     std::uint64_t seed = 0;
+    double mention_probability = 0.5; ///< of naming the size, and of naming the position
 };
 
 /// `size` samples of a split (see the header); the sample count is free, the content of sample
@@ -265,6 +283,8 @@ public:
         : split_(split), size_(size), options_(options) {
         detail::check<shape_error>(options.image_size >= 8, "synthetic_dataset: the image size must be at least 8, got ",
                                    options.image_size);
+        detail::check(options.mention_probability >= 0 && options.mention_probability <= 1,
+                      "synthetic_dataset: mention_probability must be in [0, 1], got ", options.mention_probability);
         for (int s = 0; s < 6; ++s)
             for (int c = 0; c < 6; ++c) {
                 if (split == synthetic_split::train && synthetic_held_out(s, c)) continue;
@@ -294,7 +314,11 @@ public:
         std::iota(order.begin(), order.end(), std::uint16_t{0});
         counter_rng rng(options_.seed, rng_purpose::synthetic, static_cast<std::uint64_t>(split_), ~std::uint64_t{0}, run);
         for (std::size_t k = t - 1; k > 0; --k) std::swap(order[k], order[rng.below(k + 1)]);
-        return tuples_[order[i % t]];
+        synthetic_attributes a = tuples_[order[i % t]];
+        counter_rng words(options_.seed, rng_purpose::synthetic, static_cast<std::uint64_t>(split_), i, 1);
+        a.says_size = words.uniform() < options_.mention_probability;
+        a.says_where = words.uniform() < options_.mention_probability;
+        return a;
     }
     /// The (shape, colour) class index of sample i (synthetic_class).
     int class_index(std::size_t i) const {

@@ -6,7 +6,7 @@
 //     c_fc N(0, (2W)^-1), in/out projection biases 0, MLP biases U(±1/sqrt(fan_in));
 //   text_projection N(0, W^-1); ViT class/positional embeddings and proj: W^-0.5 · N(0, 1);
 //   convolutions: PyTorch's default U(±1/sqrt(fan_in)); attention pool projections
-//     N(0, C^-1); every ResNet block's bn3 weight 0 (the residual branch starts as identity);
+//     N(0, C^-1); every Bottleneck's bn3 weight 0 (not the stem's) (the residual branch starts as identity);
 //   LayerNorm and BatchNorm weights 1 and biases 0, running statistics 0 and 1 (and
 //     num_batches_tracked 0);
 //   logit_scale ln(1 / 0.07).
@@ -62,7 +62,9 @@ public:
         if (has("attnpool.") && ends(".bias")) return fan_in_uniform_bias(s, seed, config_.vision.resnet_embed_width());
         if (has("attnpool.positional_embedding"))
             return normal(std::pow(static_cast<double>(config_.vision.resnet_embed_width()), -0.5));
-        if (ends("bn3.weight")) return tensor::zeros(s);
+        // Only the Bottlenecks' bn3 (OpenAI zeroes it in layer1..layer4): the stem's visual.bn3
+        // zeroed would make the tower's output independent of the image.
+        if (has(".layer") && ends("bn3.weight")) return tensor::zeros(s);
         if (has("bn") || has("downsample.1") || has("ln_") || has(".ln")) {
             if (ends(".weight")) return tensor::ones(s);
             if (ends(".bias")) return tensor::zeros(s);
