@@ -3,7 +3,10 @@
 # with --ort, ONNX Runtime (../shared/peers/bench_ort.sh), on the same models, batches and
 # threads, alternating the programs (A B A B ...) in one sitting as the peers' README asks, and
 # reporting the median of each and the ratio. Usage:
-#   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T]
+#   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T] [--train]
+# --train times training steps (the `small` configuration at batch 32, ViT-B/32 at batch 8:
+# both towers, ClipLoss, backward, AdamW) instead of the encoders; CLIP_PEERS_CONFIGS
+# ("model task batch" lines) sets any other list.
 # Needs ../shared/peers/setup.sh to have been run once (it installs Debian's python3-torch).
 set -euo pipefail
 
@@ -12,11 +15,13 @@ build="build"
 rounds=2
 threads=2
 with_ort=0
+train=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) rounds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --ort) with_ort=1; shift ;;
+        --train) train=1; shift ;;
         *) build="$1"; shift ;;
     esac
 done
@@ -34,6 +39,7 @@ configs=(
     "ViT-B/32 encode_text 32"
     "RN50 encode_image 8"
 )
+[[ $train -eq 1 ]] && configs=("small train_step 32" "ViT-B/32 train_step 8")
 [[ -n "${CLIP_PEERS_CONFIGS:-}" ]] && mapfile -t configs <<< "$CLIP_PEERS_CONFIGS"
 
 results="$(mktemp -d /tmp/clip-peers.XXXXXX)"
