@@ -21,6 +21,8 @@ packages=(
     libbenchmark-dev  # bench/
     libcli11-dev      # the clip command-line tool (examples/clip)
     libhnswlib-dev    # approximate embedding search (include/clip/search/hnsw.hpp)
+    libopenmpi-dev    # multi-process training (include/clip/dist/mpi.hpp)
+    openmpi-bin       # mpirun, for the distributed training tests
 )
 
 missing=()

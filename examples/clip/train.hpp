@@ -12,6 +12,12 @@
 // With the synthetic data, zero-shot top-1 on held-out images is measured every
 // --zeroshot-frequency steps and at the end, separately for the shape-colour combinations seen
 // in training and those never seen; --grid FILE.png draws test images with their predictions.
+//
+// Data parallel: `mpirun -np N clip train ...` (a build with MPI) trains one rank per process:
+// --batch-size pairs per rank, disjoint rows of each epoch's common shuffle (clip/data/loader.hpp),
+// features all-gathered with --gather-with-grad / --local-loss semantics and gradients averaged
+// (clip/train/model.hpp); rank 0 alone prints, evaluates and saves. Each rank uses
+// (cores / ranks on its host) threads unless --threads says otherwise.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -25,9 +31,12 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "clip/dist/connect.hpp"
 #include "common.hpp"
 
 namespace clip_tool {
@@ -67,6 +76,9 @@ struct train_options {
     long long log_every = 10;
     std::string grid;
     int threads = 0;
+    bool local_loss = false;
+    bool gather_with_grad = false;
+    double dist_timeout = 300;
 };
 
 inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
@@ -120,7 +132,13 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
         ->check(at_least(36));
     cmd->add_option("--log-every", o.log_every, "Progress line every N steps")->capture_default_str()->check(at_least(1));
     cmd->add_option("--grid", o.grid, "Synthetic data: write test images with their predicted captions to this PNG")->type_name("FILE.png");
-    cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
+    cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores, shared by the ranks on a host)")->check(at_least(1));
+    cmd->add_flag("--local-loss", o.local_loss, "Several ranks: each rank's rows of the logits against all columns (OpenCLIP's)");
+    cmd->add_flag("--gather-with-grad", o.gather_with_grad,
+                  "Several ranks: gradients flow back through the gathered features (the exact global-batch gradient)");
+    cmd->add_option("--dist-timeout", o.dist_timeout, "Several ranks: seconds a collective may wait for the others")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     cmd->footer("Example (the demo: a small CLIP from scratch on the built-in shapes):\n"
                 "  clip train --dataset-type synthetic --config examples/train/synthetic-small.json --batch-size 64 \\\n"
                 "             --steps 2000 --lr 1e-3 --warmup 50 --wd 0.1 --save run --grid predictions.png");
@@ -228,13 +246,18 @@ inline void write_prediction_grid(const std::filesystem::path& file, const clip:
 }
 
 /// The settings a resumed run must share with the saved one to continue identically.
-inline std::string run_settings(const train_options& o, std::int64_t total_steps) {
+inline std::string run_settings(const train_options& o, std::int64_t total_steps, int world_size) {
     nlohmann::ordered_json j = {{"dataset_type", o.dataset_type}, {"train_data", o.train_data},
                                 {"train_num_samples", o.train_num_samples}, {"batch_size", o.batch_size},
                                 {"lr", o.lr}, {"wd", o.wd}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
                                 {"warmup", o.warmup}, {"lr_scheduler", o.lr_scheduler}, {"steps", total_steps}, {"accum_freq", o.accum_freq},
                                 {"grad_clip_norm", o.grad_clip_norm}, {"seed", o.seed}, {"loss", o.loss},
                                 {"augment", !o.no_augment}, {"shuffle", !o.no_shuffle}};
+    if (world_size > 1) {
+        j["world_size"] = world_size;
+        j["local_loss"] = o.local_loss;
+        j["gather_with_grad"] = o.gather_with_grad;
+    }
     return j.dump();
 }
 
@@ -243,7 +266,14 @@ inline std::string run_settings(const train_options& o, std::int64_t total_steps
 inline void run_train(const train_options& o) {
     namespace fs = std::filesystem;
     using clock = std::chrono::steady_clock;
+    const std::unique_ptr<clip::dist::communicator> world = clip::dist::connect(o.dist_timeout);
+    const bool lead = world->rank() == 0; // prints, evaluates, saves
     if (o.threads > 0) clip::set_num_threads(o.threads);
+    else if (world->size() > 1 && !std::getenv("CLIP_NUM_THREADS")) {
+        const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        const int ranks_here = local ? std::max(1, std::atoi(local)) : 1;
+        clip::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_here));
+    }
     const bool synthetic = o.dataset_type == "synthetic";
     if (!synthetic && o.train_data.empty()) throw clip::error("train: --dataset-type " + o.dataset_type + " needs --train-data");
     if (o.model.empty() && o.init.empty() && o.config.empty())
@@ -270,7 +300,7 @@ inline void run_train(const train_options& o) {
     } else {
         clip::clip_config c = o.model.empty() ? clip::read_config(o.config) : clip::preset(o.model);
         if (c.text.vocab_size != vocabulary_size) {
-            std::cerr << "clip: train: text vocab_size " << c.text.vocab_size << " -> " << vocabulary_size << " (the vocabulary's size)\n";
+            if (lead) std::cerr << "clip: train: text vocab_size " << c.text.vocab_size << " -> " << vocabulary_size << " (the vocabulary's size)\n";
             c.text.vocab_size = vocabulary_size;
         }
         store = std::make_unique<clip::train::parameter_store>(clip::train::parameter_store::random(c, o.seed, objective));
@@ -288,7 +318,7 @@ inline void run_train(const train_options& o) {
     clip::data_loader loader(data, tokenizer,
                              {.batch_size = o.batch_size, .image_size = config.vision.image_size,
                               .context_length = config.text.context_length, .seed = o.seed, .shuffle = !o.no_shuffle,
-                              .augment = !o.no_augment});
+                              .augment = !o.no_augment, .rank = world->rank(), .world_size = world->size()});
     const std::int64_t total = o.steps > 0 ? o.steps : loader.steps_per_epoch() * std::max(1, o.epochs);
     if (o.warmup >= total) throw clip::error(message("train: --warmup ", o.warmup, " must be below the ", total, " steps of the run"));
     const bool constant = o.lr_scheduler == "const";
@@ -300,7 +330,13 @@ inline void run_train(const train_options& o) {
         if (!constant) return cosine(step);
         return step < o.warmup ? o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup) : o.lr;
     };
-    const std::string settings = detail::run_settings(o, total);
+    if (world->size() > 1) {
+        if (o.accum_freq > 1) throw clip::error("train: --accum-freq > 1 over several ranks is not implemented");
+        if (objective == clip::train::objective::siglip) throw clip::error("train: --loss siglip over several ranks is not implemented");
+    } else if (o.local_loss || o.gather_with_grad) {
+        if (lead) std::cerr << "clip: train: --local-loss and --gather-with-grad apply to several ranks (mpirun -np N); one process ignores them\n";
+    }
+    const std::string settings = detail::run_settings(o, total, world->size());
     if (!o.resume.empty()) {
         const std::optional<fs::path> latest = clip::train::latest_checkpoint(o.resume);
         if (!latest) throw clip::io_error(message("--resume ", o.resume, ": no checkpoint (no ", (fs::path(o.resume) / "latest").string(), ")"));
@@ -309,11 +345,11 @@ inline void run_train(const train_options& o) {
             throw clip::error(message("--resume ", o.resume, ": the run was saved with other settings (", state.at("settings"),
                                       "); resume with the same options"));
         loader.seek({std::stoll(state.at("data.epoch")), std::stoll(state.at("data.step"))});
-        std::cerr << "resumed " << latest->string() << " at step " << optimizer.steps() << '\n';
+        if (lead) std::cerr << "resumed " << latest->string() << " at step " << optimizer.steps() << '\n';
     }
 
     std::optional<clip::synthetic_dataset> test;
-    if (synthetic)
+    if (synthetic && lead)
         test.emplace(clip::synthetic_split::test, static_cast<std::size_t>(o.val_num_samples),
                      clip::synthetic_options{.image_size = config.vision.image_size, .seed = o.seed + 1});
     const auto evaluate = [&](std::vector<int>* predictions = nullptr) {
@@ -327,7 +363,7 @@ inline void run_train(const train_options& o) {
         std::fflush(stdout);
     };
     const auto save = [&] {
-        if (o.save.empty()) return;
+        if (o.save.empty() || !lead) return;
         const clip::loader_position p = loader.position();
         const fs::path dir = clip::train::save_checkpoint(o.save, *store, optimizer, scheme,
                                                           {{"data.epoch", std::to_string(p.epoch)}, {"data.step", std::to_string(p.step)},
@@ -335,12 +371,29 @@ inline void run_train(const train_options& o) {
         std::cerr << "saved " << dir.string() << '\n';
     };
 
-    std::printf("training %s: %lld parameters, %lld steps of %d pairs, %lld steps per epoch, vocabulary of %lld\n",
-                o.init.empty() ? (o.model.empty() ? o.config.c_str() : o.model.c_str()) : o.init.c_str(),
-                static_cast<long long>(store->numel()), static_cast<long long>(total), o.batch_size,
-                static_cast<long long>(loader.steps_per_epoch()), static_cast<long long>(vocabulary_size));
-    std::fflush(stdout);
+    if (lead) {
+        std::printf("training %s: %lld parameters, %lld steps of %lld pairs, %lld steps per epoch, vocabulary of %lld",
+                    o.init.empty() ? (o.model.empty() ? o.config.c_str() : o.model.c_str()) : o.init.c_str(),
+                    static_cast<long long>(store->numel()), static_cast<long long>(total),
+                    static_cast<long long>(o.batch_size) * world->size(), static_cast<long long>(loader.steps_per_epoch()),
+                    static_cast<long long>(vocabulary_size));
+        if (world->size() > 1)
+            std::printf(", %d ranks (%s) of %d pairs, %d threads each%s%s", world->size(), std::string(world->backend()).c_str(),
+                        o.batch_size, clip::num_threads(), o.local_loss ? ", local loss" : "",
+                        o.gather_with_grad ? ", gather with grad" : "");
+        std::printf("\n");
+        std::fflush(stdout);
+    }
     clip::train::clip_model model(*store);
+    if (world->size() > 1) {
+        // Every rank starts from rank 0's parameters and statistics (DDP's broadcast at start).
+        const auto bytes = [](const clip::tensor& t) {
+            return std::span<std::byte>(static_cast<std::byte*>(t.data_ptr()), t.defined() ? t.nbytes() : 0);
+        };
+        for (const clip::tensor* t : {&store->value_block(), &store->buffer_block(), &store->counter_block()})
+            if (t->defined()) world->broadcast(bytes(*t), 0);
+        model.set_world(*world, {.local_loss = o.local_loss, .gather_with_grad = o.gather_with_grad});
+    }
     auto window_start = clock::now();
     std::int64_t window_samples = 0, skipped = 0;
     double loss_sum = 0;
@@ -348,8 +401,11 @@ inline void run_train(const train_options& o) {
     for (std::int64_t step = optimizer.steps(); step < total; ++step) {
         const clip::image_text_batch batch = loader.next();
         skipped += static_cast<std::int64_t>(batch.failures.size());
-        for (const auto& f : batch.failures) std::cerr << "clip: train: skipped " << f.name << ": " << f.message << '\n';
-        if (batch.images.size(0) < 2) throw clip::error(message("train: step ", step, " has fewer than 2 readable pairs"));
+        for (const auto& f : batch.failures)
+            std::cerr << "clip: train: " << (world->size() > 1 ? "rank " + std::to_string(world->rank()) + " " : "") << "skipped " << f.name << ": " << f.message << '\n';
+        if (batch.images.size(0) < (world->size() > 1 ? 1 : 2))
+            throw clip::error(message("train: step ", step, " has ", batch.images.size(0), " readable pairs",
+                                      world->size() > 1 ? " on rank " + std::to_string(world->rank()) : std::string()));
         store->zero_grad();
         const float loss = o.accum_freq > 1 ? model.forward_backward_accumulated(batch.images, batch.tokens, o.accum_freq)
                                             : (model.forward(batch.images, batch.tokens));
@@ -358,12 +414,16 @@ inline void run_train(const train_options& o) {
         const double lr = schedule(step);
         optimizer.step(lr);
         clip::train::clamp_logit_scale(*store);
-        if (!std::isfinite(loss)) throw clip::error(message("train: the loss is ", loss, " at step ", step + 1, ": lower --lr?"));
-        window_samples += batch.images.size(0);
-        loss_sum += loss;
+        // The batch's loss and size over all ranks (a rank's local loss is its rows' share).
+        float totals[2] = {loss, static_cast<float>(batch.images.size(0))};
+        world->all_reduce_sum(totals);
+        const float batch_loss = totals[0] / static_cast<float>(world->size());
+        if (!std::isfinite(batch_loss)) throw clip::error(message("train: the loss is ", batch_loss, " at step ", step + 1, ": lower --lr?"));
+        window_samples += static_cast<std::int64_t>(totals[1]);
+        loss_sum += batch_loss;
         ++loss_count;
         const std::int64_t done = step + 1;
-        if (done % o.log_every == 0 || done == total) {
+        if (lead && (done % o.log_every == 0 || done == total)) {
             const double seconds = std::chrono::duration<double>(clock::now() - window_start).count();
             std::printf("step %lld/%lld  loss %.4f  lr %.3g  logit_scale %.2f  %.1f samples/s\n", static_cast<long long>(done),
                         static_cast<long long>(total), loss_sum / static_cast<double>(loss_count), lr,

@@ -67,6 +67,9 @@ TEST_CASE("multihead attention: forward as the inference layer, gradients agains
         layer.backward(weights, c, dx, false, s);
         check_gradient("in_proj_weight", in_w.value, in_w.grad, objective);
         check_gradient("in_proj_bias", in_b.value, in_b.grad, objective);
+        // The key bias shifts whole rows of scores, which the softmax ignores: exactly zero.
+        const std::vector<float> key_bias = in_b.grad.slice(0, W, 2 * W).contiguous().to_vector<float>();
+        CHECK(std::all_of(key_bias.begin(), key_bias.end(), [](float g) { return g == 0.0f; }));
         check_gradient("out_proj.weight", out_w.value, out_w.grad, objective);
         check_gradient("out_proj.bias", out_b.value, out_b.grad, objective);
         check_gradient("input", x, dx, objective);

@@ -1,6 +1,7 @@
 // Tests for clip/train/loss.hpp: ClipLoss and SigLipLoss against double references of
 // open_clip's formulas, their feature, logit_scale and logit_bias gradients against finite
-// differences, the grad_loss weight, and the logit_scale clamp.
+// differences, the grad_loss weight, the logit_scale clamp, and ClipLoss's local form for a rank
+// of several: over the ranks it adds up to the whole batch's loss and gradients.
 #include "gradient_check.hpp"
 
 #include "clip/train/loss.hpp"
@@ -110,6 +111,64 @@ TEST_CASE("siglip_loss: value and gradients of features, logit_scale and logit_b
 
     // Large logits stay finite (log σ is evaluated stably).
     CHECK(std::isfinite(loss.forward(image, text, 10.0f, -200.0f, c)));
+}
+
+TEST_CASE("local_clip_loss: one rank of all rows is clip_loss; unequal shares weigh by rows") {
+    const std::int64_t N = 7, E = 5;
+    const tensor image = clip::l2_normalize(clip::rand_normal({N, E}, 11));
+    const tensor text = clip::l2_normalize(clip::rand_normal({N, E}, 12));
+    const float logit_scale = 2.1f;
+    const train::clip_loss whole;
+    train::clip_loss::cache wc;
+    const double expected = whole.forward(image, text, logit_scale, wc);
+    const tensor want_image = tensor::empty({N, E}), want_text = tensor::empty({N, E});
+    const double want_scale = whole.backward(wc, want_image, want_text);
+
+    const train::local_clip_loss local;
+    train::local_clip_loss::cache one;
+    CHECK(local.forward(image, text, 0, N, logit_scale, one) == doctest::Approx(expected).epsilon(1e-6));
+    const tensor gi = tensor::empty({N, E}), gt = tensor::empty({N, E});
+    CHECK(local.backward(one, gi, gt) == doctest::Approx(want_scale).epsilon(1e-5));
+    clip::test::check_close(gi, want_image, 1e-5);
+    clip::test::check_close(gt, want_text, 1e-5);
+
+    // Shares of 2 + 3 + 2 rows: each rank's loss is the mean over its own rows, so the batch's
+    // loss is their mean weighted by rows.
+    double weighted = 0.0;
+    for (const auto& [offset, rows] : {std::pair<std::int64_t, std::int64_t>{0, 2}, {2, 3}, {5, 2}}) {
+        train::local_clip_loss::cache c;
+        weighted += local.forward(image, text, offset, rows, logit_scale, c) * static_cast<double>(rows) / static_cast<double>(N);
+    }
+    CHECK(weighted == doctest::Approx(expected).epsilon(1e-6));
+    CHECK_THROWS_AS(local.forward(image, text, 5, 3, logit_scale, one), clip::shape_error);
+}
+
+TEST_CASE("local_clip_loss over equal shares: mean of the ranks' losses and the sum of their gradients are the batch's") {
+    const std::int64_t N = 8, E = 6, W = 4, b = N / W;
+    const tensor image = clip::l2_normalize(clip::rand_normal({N, E}, 21));
+    const tensor text = clip::l2_normalize(clip::rand_normal({N, E}, 22));
+    const float logit_scale = 1.7f;
+    const train::clip_loss whole;
+    train::clip_loss::cache wc;
+    const double expected = whole.forward(image, text, logit_scale, wc);
+    const tensor want_image = tensor::empty({N, E}), want_text = tensor::empty({N, E});
+    const double want_scale = whole.backward(wc, want_image, want_text);
+
+    const train::local_clip_loss local;
+    double mean = 0.0, scale = 0.0;
+    tensor image_sum = tensor::zeros({N, E}), text_sum = tensor::zeros({N, E});
+    for (std::int64_t r = 0; r < W; ++r) {
+        train::local_clip_loss::cache c;
+        mean += local.forward(image, text, r * b, b, logit_scale, c) / static_cast<double>(W);
+        const tensor gi = tensor::empty({N, E}), gt = tensor::empty({N, E});
+        scale += local.backward(c, gi, gt, 1.0f / static_cast<float>(W)); // DDP's average
+        image_sum = clip::eval(image_sum + gi);
+        text_sum = clip::eval(text_sum + gt);
+    }
+    CHECK(mean == doctest::Approx(expected).epsilon(1e-6));
+    CHECK(scale == doctest::Approx(want_scale).epsilon(1e-5));
+    clip::test::check_close(image_sum, want_image, 1e-5);
+    clip::test::check_close(text_sum, want_text, 1e-5);
 }
 
 TEST_CASE("clamp_logit_scale keeps the temperature in [0, ln 100]") {

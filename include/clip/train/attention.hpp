@@ -16,6 +16,7 @@
 // need no atomics and do not depend on the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -146,8 +147,9 @@ struct multihead_attention {
     };
     /// Gradient buffers needed only during one backward call (shared by all blocks of a tower).
     struct scratch {
-        detail::buffer context; // [B, T, W]
-        detail::buffer qkv;     // [B, T, 3W]
+        detail::buffer context;      // [B, T, W]
+        detail::buffer qkv;          // [B, T, 3W]
+        std::vector<float> key_bias; // the key bias's gradient, kept across in_proj's backward
     };
 
     static multihead_attention bind(const parameter_store& store, const std::string& prefix, std::int64_t heads,
@@ -179,7 +181,15 @@ struct multihead_attention {
         const tensor& grad_qkv = detail::reuse(s.qkv, qkv.shape());
         out_proj.backward(dy, c.out_proj, grad_context);
         detail::attention_backward(qkv, c.probabilities, grad_context, heads, causal, scale(), grad_qkv);
+        // The key bias cannot change the output: it adds q·b_k to a whole row of scores, which the
+        // softmax ignores, so its gradient is exactly zero. The column sums of dK would leave
+        // rounding noise there, which Adam's g / (|g| + eps) turns into a random walk that differs
+        // with the summation order (e.g. between one process and several).
+        const std::int64_t W = qkv.size(-1) / 3;
+        float* key_bias = in_proj.grad_bias.defined() ? in_proj.grad_bias.data<float>() + W : nullptr;
+        if (key_bias) s.key_bias.assign(key_bias, key_bias + W);
         in_proj.backward(grad_qkv, c.in_proj, dx, accumulate);
+        if (key_bias) std::copy(s.key_bias.begin(), s.key_bias.end(), key_bias);
     }
 };
 

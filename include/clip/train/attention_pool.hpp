@@ -115,7 +115,11 @@ struct attention_pool {
         attend_backward(c.q.output, c.k.output, c.v.output, c.probabilities, grad_context, grad_q, grad_k, grad_v);
         const tensor& grad_sequence = detail::reuse(c.grad_sequence, {N, S, C});
         const tensor& grad_query = detail::reuse(c.grad_query, {N, C});
-        k_proj.backward(grad_k, c.k, grad_sequence);
+        // The key bias's gradient is exactly zero (the softmax ignores a shift shared by a row of
+        // scores): k_proj adds none, rather than rounding noise.
+        linear keys = k_proj;
+        keys.grad_bias = {};
+        keys.backward(grad_k, c.k, grad_sequence);
         v_proj.backward(grad_v, c.v, grad_sequence, true);
         q_proj.backward(grad_q, c.q, grad_query);
         float* d_seq = grad_sequence.data<float>();

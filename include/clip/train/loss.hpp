@@ -1,4 +1,5 @@
-// clip/train/loss.hpp: the contrastive losses, OpenCLIP's ClipLoss and SigLipLoss (world size 1).
+// clip/train/loss.hpp: the contrastive losses, OpenCLIP's ClipLoss and SigLipLoss (world size 1),
+// and ClipLoss's local form for a rank of several (local_clip_loss).
 //
 // Both take L2-normalised features i, t [N, E] (row k of each is a matching pair) and the log
 // temperature t' (the `logit_scale` parameter), s = exp(t'):
@@ -119,6 +120,96 @@ struct clip_loss {
         detail::require_buffer(grad_text, c.text.shape(), "clip_loss backward", "text gradient");
         matmul_into(grad_image, dL, c.text);
         matmul_into(grad_text, dL.t(), c.image);
+        return static_cast<float>(grad_scale);
+    }
+};
+
+/// OpenCLIP's ClipLoss in a world of several ranks with local_loss: this rank's rows [o, o + b)
+/// of the gathered features I, T [B, E] against every rank's columns.
+///   forward   Li = s · I[o:o+b] Tᵀ,  Lt = s · T[o:o+b] Iᵀ          [b, B]
+///             loss = (CE(Li, o + arange b) + CE(Lt, o + arange b)) / 2
+///   backward  Gi = (softmax_rows(Li) − onehot) / (2b),  Gt likewise
+///             dI[o:o+b] = s·Gi T,  dT += s·Giᵀ I[o:o+b],  dT[o:o+b] += s·Gt I,  dI += s·Gtᵀ T[o:o+b]
+///             dt' = Σ Gi ⊙ Li + Σ Gt ⊙ Lt
+/// The gradients cover all B rows: the other ranks' rows go back to them (reduce-scatter). With
+/// b = B it is clip_loss; the mean over ranks of the ranks' losses is the whole batch's loss.
+struct local_clip_loss {
+    struct cache {
+        tensor image, text;                         // I, T [B, E]
+        std::int64_t offset = 0, rows = 0;          // o, b
+        detail::buffer image_logits, text_logits;   // Li, Lt [b, B]; then s · Gi, s · Gt
+        detail::buffer own;                         // [b, E] products
+        std::vector<double> image_lse, text_lse;
+        float scale = 1.0f;
+    };
+
+    float forward(const tensor& image, const tensor& text, std::int64_t offset, std::int64_t rows, float logit_scale,
+                  cache& c) const {
+        detail::check_features(image, text, "local_clip_loss");
+        const std::int64_t B = image.size(0);
+        detail::check<shape_error>(offset >= 0 && rows >= 1 && offset + rows <= B, "local_clip_loss: rows [", offset, ", ",
+                                   offset + rows, ") of a batch of ", B);
+        c.image = image;
+        c.text = text;
+        c.offset = offset;
+        c.rows = rows;
+        c.scale = std::exp(logit_scale);
+        const tensor& Li = detail::reuse(c.image_logits, {rows, B});
+        const tensor& Lt = detail::reuse(c.text_logits, {rows, B});
+        matmul_into(Li, image.slice(0, offset, offset + rows), text.t());
+        matmul_into(Lt, text.slice(0, offset, offset + rows), image.t());
+        assign(Li, Li * c.scale);
+        assign(Lt, Lt * c.scale);
+        c.image_lse.resize(static_cast<std::size_t>(rows));
+        c.text_lse.resize(static_cast<std::size_t>(rows));
+        detail::row_log_sum_exp(Li.data<float>(), rows, B, c.image_lse.data());
+        detail::row_log_sum_exp(Lt.data<float>(), rows, B, c.text_lse.data());
+        double image_loss = 0.0, text_loss = 0.0;
+        const float* li = Li.data<float>();
+        const float* lt = Lt.data<float>();
+        for (std::int64_t k = 0; k < rows; ++k) {
+            image_loss += c.image_lse[static_cast<std::size_t>(k)] - li[k * B + offset + k];
+            text_loss += c.text_lse[static_cast<std::size_t>(k)] - lt[k * B + offset + k];
+        }
+        return static_cast<float>((image_loss + text_loss) / (2.0 * static_cast<double>(rows)));
+    }
+
+    /// -> grad_image, grad_text [B, E] (written); returns d loss / d logit_scale.
+    float backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
+        const std::int64_t b = c.rows, B = c.image.size(0), o = c.offset;
+        detail::require_buffer(grad_image, c.image.shape(), "local_clip_loss backward", "image gradient");
+        detail::require_buffer(grad_text, c.text.shape(), "local_clip_loss backward", "text gradient");
+        const double weight = static_cast<double>(grad_loss) / (2.0 * static_cast<double>(b));
+        double grad_scale = 0.0;
+        // Logits -> s · G in place, Σ G ⊙ L on the way.
+        for (auto [logits, lse] : {std::pair{&c.image_logits, &c.image_lse}, std::pair{&c.text_logits, &c.text_lse}}) {
+            float* l = logits->data<float>();
+            std::vector<double> partial(static_cast<std::size_t>(b));
+            detail::parallel_for(b, B * 4, [&](std::int64_t first, std::int64_t last) {
+                for (std::int64_t k = first; k < last; ++k) {
+                    double sum = 0.0;
+                    for (std::int64_t j = 0; j < B; ++j) {
+                        const double v = l[k * B + j];
+                        const double g = weight * (std::exp(v - (*lse)[static_cast<std::size_t>(k)]) - (j == o + k ? 1.0 : 0.0));
+                        l[k * B + j] = static_cast<float>(g * c.scale);
+                        sum += g * v;
+                    }
+                    partial[static_cast<std::size_t>(k)] = sum;
+                }
+            });
+            for (double p : partial) grad_scale += p;
+        }
+        const tensor& Gi = c.image_logits; // s · Gi [b, B]
+        const tensor& Gt = c.text_logits;
+        const tensor& own = detail::reuse(c.own, {b, c.image.size(1)});
+        matmul_into(grad_image, Gt.t(), c.text.slice(0, o, o + b)); // dI = s·Gtᵀ T[o:o+b]
+        matmul_into(own, Gi, c.text);                                 //    + s·Gi T on rows o..o+b
+        const tensor image_rows = grad_image.slice(0, o, o + b);
+        assign(image_rows, image_rows + own);
+        matmul_into(grad_text, Gi.t(), c.image.slice(0, o, o + b));  // dT = s·Giᵀ I[o:o+b]
+        matmul_into(own, Gt, c.image);                                //    + s·Gt I on rows o..o+b
+        const tensor text_rows = grad_text.slice(0, o, o + b);
+        assign(text_rows, text_rows + own);
         return static_cast<float>(grad_scale);
     }
 };

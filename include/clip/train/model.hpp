@@ -22,9 +22,26 @@
 // forward pass. set_training(false) is model.eval(): the running statistics normalise and stay
 // as they are. ViT and text towers have neither BatchNorm nor dropout; the mode does not change
 // them.
+//
+// Several ranks (set_world): each rank runs its own rows of the global batch through the towers;
+// the normalised features are all-gathered and the loss is OpenCLIP's with world_size > 1: the
+// whole batch's ClipLoss on every rank, or with local_loss each rank's rows against all columns
+// (local_clip_loss). With gather_with_grad (OpenCLIP's --gather-with-grad) the gradient of the
+// gathered features goes back to the rank that produced them (a reduce-scatter; without local
+// loss every rank holds the same gradient, so its own rows times W are that sum); without it a
+// rank keeps only its own rows' gradient, as OpenCLIP's detached gather does. backward() then
+// averages every parameter gradient over the ranks (DistributedDataParallel's all-reduce), the
+// image tower's bucket reduced on a helper thread while the text tower's backward runs. With
+// gather_with_grad the result is the gradient of the global batch, equal to one process
+// training on it up to float rounding. The average covers the whole gradient block: zero the
+// gradients before each distributed backward (a training step does). A ResNet's BatchNorm
+// statistics are broadcast from rank 0 before each forward (DDP's broadcast_buffers); SigLIP and
+// gradient accumulation run in a world of one only.
 #pragma once
 
 #include <variant>
+
+#include "clip/dist/communicator.hpp"
 
 #include "clip/train/loss.hpp"
 #include "clip/train/modified_resnet.hpp"
@@ -37,6 +54,12 @@ namespace clip::train {
 /// A trainable image tower and the buffers of its last forward pass.
 using image_tower = std::variant<vision_transformer, modified_resnet>;
 using image_tower_cache = std::variant<vision_transformer::cache, modified_resnet::cache>;
+
+/// How a clip_model trains as one rank of several (clip_model::set_world).
+struct world_options {
+    bool local_loss = false;      ///< OpenCLIP's --local-loss
+    bool gather_with_grad = true; ///< OpenCLIP's --gather-with-grad
+};
 
 class clip_model {
 public:
@@ -55,15 +78,38 @@ public:
     }
     bool training() const noexcept { return training_; }
 
+    /// Trains as one rank of `world` (which must outlive the model); see the header.
+    void set_world(dist::communicator& world, world_options options = {}) {
+        world_ = &world;
+        world_options_ = options;
+        const parameter_store& s = *store_;
+        const float* base = s.gradient_block().data<float>();
+        std::int64_t first = -1, last = -1;
+        for (const parameter& p : s.parameters())
+            if (p.name.rfind("visual.", 0) == 0) {
+                const std::int64_t at = p.grad.data<float>() - base;
+                if (first < 0) first = at;
+                last = at + p.grad.numel();
+            }
+        visual_bucket_ = {std::max<std::int64_t>(first, 0), std::max<std::int64_t>(last, 0)};
+    }
+    /// Whether the model trains as one rank of several.
+    bool distributed() const noexcept { return world_ && world_->size() > 1; }
+
     /// images [N, 3, R, R] f32 and ids [N, ctx] (pair k matches image k with text k) -> loss.
     float forward(const tensor& images, const tensor& ids) {
         detail::check<shape_error>(images.ndim() == 4 && ids.ndim() == 2 && images.size(0) == ids.size(0),
                                    "clip_model: ", images.ndim() == 4 ? images.size(0) : -1, " images and ",
                                    ids.ndim() == 2 ? ids.size(0) : -1, " texts: a batch needs one text per image (images ",
                                    images.shape(), ", ids ", ids.shape(), ")");
+        if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
+            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
+            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
+        }
         const tensor& i = normalize_.forward(encode_image(images), image_norm_);
         const tensor& t = normalize_.forward(text_.forward(ids, text_cache_), text_norm_);
         const float scale = store_->at("logit_scale").value.item<float>();
+        if (distributed()) return forward_gathered(i, t, scale);
         if (store_->kind() == objective::siglip)
             return siglip_.forward(i, t, scale, store_->at("logit_bias").value.item<float>(), siglip_cache_);
         return clip_.forward(i, t, scale, clip_cache_);
@@ -71,6 +117,7 @@ public:
 
     /// Adds grad_loss · d loss / d θ to every parameter's gradient (forward must come first).
     void backward(float grad_loss = 1.0f) {
+        if (distributed()) return backward_gathered(grad_loss);
         const tensor& di = detail::reuse(grad_image_, image_norm_.output.shape());
         const tensor& dt = detail::reuse(grad_text_, text_norm_.output.shape());
         float* grad_scale = store_->at("logit_scale").grad.data<float>();
@@ -98,6 +145,7 @@ public:
         detail::check<shape_error>(images.ndim() == 4 && ids.ndim() == 2 && images.size(0) == ids.size(0),
                                    "clip_model: a batch needs one text per image (images ", images.shape(), ", ids ", ids.shape(), ")");
         const std::int64_t n = images.size(0);
+        detail::check(!distributed(), "clip_model: gradient accumulation over several ranks is not implemented; use --accum-freq 1");
         detail::check(micro_batches >= 1 && micro_batches <= n, "clip_model: ", micro_batches, " micro-batches for a batch of ", n);
         const auto part = [&](std::int64_t p) { return std::pair{n * p / micro_batches, n * (p + 1) / micro_batches}; };
         const std::int64_t E = store_->config().embed_dim;
@@ -151,6 +199,62 @@ public:
     const text_transformer& text() const noexcept { return text_; }
 
 private:
+    /// The span of a contiguous f32 tensor.
+    static std::span<float> floats(const tensor& t) { return {t.data<float>(), static_cast<std::size_t>(t.numel())}; }
+
+    float forward_gathered(const tensor& i, const tensor& t, float scale) {
+        detail::check(store_->kind() == objective::clip, "clip_model: SigLIP over several ranks is not implemented");
+        const std::int64_t n = i.size(0), E = i.size(1);
+        rows_ = world_->all_gather_value(n);
+        offset_ = 0;
+        std::int64_t B = 0;
+        element_counts_.clear();
+        for (std::size_t r = 0; r < rows_.size(); ++r) {
+            if (static_cast<int>(r) < world_->rank()) offset_ += rows_[r];
+            B += rows_[r];
+            element_counts_.push_back(rows_[r] * E);
+        }
+        const tensor& all_i = detail::reuse(all_image_, {B, E});
+        const tensor& all_t = detail::reuse(all_text_, {B, E});
+        world_->all_gather(floats(i), floats(all_i), element_counts_);
+        world_->all_gather(floats(t), floats(all_t), element_counts_);
+        if (world_options_.local_loss) return local_.forward(all_i, all_t, offset_, n, scale, local_cache_);
+        return clip_.forward(all_i, all_t, scale, clip_cache_);
+    }
+
+    void backward_gathered(float grad_loss) {
+        const std::int64_t n = image_norm_.output.size(0), E = image_norm_.output.size(1), B = all_image_.size(0);
+        const tensor& dI = detail::reuse(grad_all_image_, {B, E});
+        const tensor& dT = detail::reuse(grad_all_text_, {B, E});
+        const float d_scale = world_options_.local_loss ? local_.backward(local_cache_, dI, dT, grad_loss)
+                                                        : clip_.backward(clip_cache_, dI, dT, grad_loss);
+        *store_->at("logit_scale").grad.data<float>() += d_scale;
+        const tensor& di = detail::reuse(grad_image_, {n, E});
+        const tensor& dt = detail::reuse(grad_text_, {n, E});
+        if (world_options_.gather_with_grad && world_options_.local_loss) {
+            world_->reduce_scatter_sum(floats(dI), floats(di), element_counts_);
+            world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
+        } else {
+            // Every rank holds the same gradient of the same loss: the reduce-scatter would add W
+            // copies of this rank's rows.
+            const float copies = world_options_.gather_with_grad ? static_cast<float>(world_->size()) : 1.0f;
+            assign(di, dI.slice(0, offset_, offset_ + n) * copies);
+            assign(dt, dT.slice(0, offset_, offset_ + n) * copies);
+        }
+        normalize_.backward(di, image_norm_, di);
+        normalize_.backward(dt, text_norm_, dt);
+        backward_image(di);
+        const std::span<float> all = floats(store_->gradient_block());
+        const auto [first, last] = visual_bucket_;
+        std::unique_ptr<dist::pending> visual = world_->all_reduce_sum_async(all.subspan(first, last - first));
+        text_.backward(dt, text_cache_);
+        visual->wait();
+        world_->all_reduce_sum(all.first(first));
+        world_->all_reduce_sum(all.subspan(last));
+        const tensor& g = store_->gradient_block();
+        assign(g, g * (1.0f / static_cast<float>(world_->size())));
+    }
+
     static image_tower bind_visual(const parameter_store& store) {
         if (store.config().vision.kind == vision_kind::resnet) return modified_resnet::bind(store);
         return vision_transformer::bind(store);
@@ -180,14 +284,22 @@ private:
     text_transformer text_;
     l2_normalize normalize_;
     clip_loss clip_;
+    local_clip_loss local_;
     siglip_loss siglip_;
     image_tower_cache visual_cache_;
     text_transformer::cache text_cache_;
     l2_normalize::cache image_norm_, text_norm_;
     clip_loss::cache clip_cache_;
+    local_clip_loss::cache local_cache_;
     siglip_loss::cache siglip_cache_;
     detail::buffer grad_image_, grad_text_; // [N, E]
-    detail::buffer all_image_, all_text_;   // [N, E]: every micro-batch's normalised features
+    detail::buffer all_image_, all_text_;   // [N, E]: every micro-batch's (or rank's) normalised features
+    detail::buffer grad_all_image_, grad_all_text_; // [B, E]: the loss's gradient, every rank's rows
+    dist::communicator* world_ = nullptr;
+    world_options world_options_;
+    std::pair<std::int64_t, std::int64_t> visual_bucket_{0, 0}; // the image tower's range of the gradient block
+    std::vector<std::int64_t> rows_, element_counts_;          // per rank: batch rows, rows · E
+    std::int64_t offset_ = 0;                                  // this rank's first row in the batch
 };
 
 } // namespace clip::train

@@ -289,6 +289,14 @@ public:
     const clip_config& config() const noexcept { return config_; }
     objective kind() const noexcept { return objective_; }
 
+    /// The blocks behind the views: every value, every gradient (the same layout, with zero
+    /// padding between parameters), the float buffers and the i64 counters (undefined when the
+    /// model has none). What a distributed run broadcasts and reduces in one call each.
+    const tensor& value_block() const noexcept { return values_; }
+    const tensor& gradient_block() const noexcept { return grads_; }
+    const tensor& buffer_block() const noexcept { return buffer_values_; }
+    const tensor& counter_block() const noexcept { return counter_values_; }
+
     /// Sets every gradient to zero (one memset over the gradient block).
     void zero_grad() const {
         if (grads_.defined()) std::memset(grads_.data_ptr(), 0, grads_.nbytes());
