@@ -53,6 +53,21 @@ double siglip_loss_double(const tensor& image, const tensor& text, double logit_
     return total / static_cast<double>(N);
 }
 
+/// Random unit features of N pairs (seeds `seed`, `seed` + 1) and clip_loss's value and gradients
+/// on them: what a rank's local loss is compared against.
+struct whole_batch {
+    tensor image, text, grad_image, grad_text;
+    double loss = 0, grad_scale = 0;
+    whole_batch(std::int64_t N, std::int64_t E, std::uint64_t seed, float logit_scale)
+        : image(clip::l2_normalize(clip::rand_normal({N, E}, seed))), text(clip::l2_normalize(clip::rand_normal({N, E}, seed + 1))),
+          grad_image(tensor::empty({N, E})), grad_text(tensor::empty({N, E})) {
+        const train::clip_loss whole;
+        train::clip_loss::cache c;
+        loss = whole.forward(image, text, logit_scale, c);
+        grad_scale = whole.backward(c, grad_image, grad_text);
+    }
+};
+
 } // namespace
 
 TEST_CASE("clip_loss: value and gradients of features and logit_scale") {
@@ -115,14 +130,10 @@ TEST_CASE("siglip_loss: value and gradients of features, logit_scale and logit_b
 
 TEST_CASE("local_clip_loss: one rank of all rows is clip_loss; unequal shares weigh by rows") {
     const std::int64_t N = 7, E = 5;
-    const tensor image = clip::l2_normalize(clip::rand_normal({N, E}, 11));
-    const tensor text = clip::l2_normalize(clip::rand_normal({N, E}, 12));
     const float logit_scale = 2.1f;
-    const train::clip_loss whole;
-    train::clip_loss::cache wc;
-    const double expected = whole.forward(image, text, logit_scale, wc);
-    const tensor want_image = tensor::empty({N, E}), want_text = tensor::empty({N, E});
-    const double want_scale = whole.backward(wc, want_image, want_text);
+    const whole_batch w(N, E, 11, logit_scale);
+    const tensor &image = w.image, &text = w.text, &want_image = w.grad_image, &want_text = w.grad_text;
+    const double expected = w.loss, want_scale = w.grad_scale;
 
     const train::local_clip_loss local;
     train::local_clip_loss::cache one;
@@ -145,14 +156,10 @@ TEST_CASE("local_clip_loss: one rank of all rows is clip_loss; unequal shares we
 
 TEST_CASE("local_clip_loss over equal shares: mean of the ranks' losses and the sum of their gradients are the batch's") {
     const std::int64_t N = 8, E = 6, W = 4, b = N / W;
-    const tensor image = clip::l2_normalize(clip::rand_normal({N, E}, 21));
-    const tensor text = clip::l2_normalize(clip::rand_normal({N, E}, 22));
     const float logit_scale = 1.7f;
-    const train::clip_loss whole;
-    train::clip_loss::cache wc;
-    const double expected = whole.forward(image, text, logit_scale, wc);
-    const tensor want_image = tensor::empty({N, E}), want_text = tensor::empty({N, E});
-    const double want_scale = whole.backward(wc, want_image, want_text);
+    const whole_batch w(N, E, 21, logit_scale);
+    const tensor &image = w.image, &text = w.text, &want_image = w.grad_image, &want_text = w.grad_text;
+    const double expected = w.loss, want_scale = w.grad_scale;
 
     const train::local_clip_loss local;
     double mean = 0.0, scale = 0.0;

@@ -104,6 +104,45 @@ std::optional<std::filesystem::path> fixtures() {
     return dir;
 }
 
+/// Four 77-token rows of 7s whose EOT (999) is at position `eot + m` in row m.
+tensor eot_rows(std::int64_t eot) {
+    const tensor ids = tensor::full({4, 77}, 7, clip::dtype::i64);
+    for (std::int64_t m = 0; m < 4; ++m) ids.select(0, m).select(0, eot + m).copy_from(tensor::full({}, 999, clip::dtype::i64));
+    return ids;
+}
+
+/// One OpenCLIP training step on (images, ids): zero_grad, forward, backward, clipping, AdamW,
+/// the logit_scale clamp. Returns the loss.
+float train_step(const train::parameter_store& store, train::clip_model& model, train::adamw& optimizer, const tensor& images,
+                 const tensor& ids) {
+    store.zero_grad();
+    const float loss = model.forward(images, ids);
+    model.backward();
+    train::clip_grad_norm(store, 1.0);
+    optimizer.step();
+    train::clamp_logit_scale(store);
+    return loss;
+}
+
+/// Five steps on one batch; the last three must allocate no tensor memory and create no oneDNN
+/// plan. Returns the first and the last loss.
+std::pair<float, float> five_steady_steps(const train::parameter_store& store, train::clip_model& model, train::adamw& optimizer,
+                                          const tensor& images, const tensor& ids) {
+    const float first = train_step(store, model, optimizer, images, ids);
+    (void)train_step(store, model, optimizer, images, ids);
+    const std::int64_t allocations = clip::detail::allocation_counter().load();
+#if defined(CLIP_WITH_ONEDNN)
+    const std::int64_t plans = clip::detail::onednn::plan_creations();
+#endif
+    float last = 0.0f;
+    for (int i = 0; i < 3; ++i) last = train_step(store, model, optimizer, images, ids);
+    CHECK(clip::detail::allocation_counter().load() == allocations);
+#if defined(CLIP_WITH_ONEDNN)
+    CHECK(clip::detail::onednn::plan_creations() == plans);
+#endif
+    return {first, last};
+}
+
 } // namespace
 
 TEST_CASE("the weight-decay groups are OpenCLIP's (train_step.json lists them)") {
@@ -205,29 +244,8 @@ TEST_CASE("a steady-state step allocates no tensor memory and creates no oneDNN 
     train::clip_model model(store);
     train::adamw optimizer(store);
     const tensor images = clip::rand_normal({4, 3, 32, 32}, 1);
-    const tensor ids = tensor::full({4, 77}, 7, clip::dtype::i64);
-    for (std::int64_t m = 0; m < 4; ++m) ids.select(0, m).select(0, 5 + m).copy_from(tensor::full({}, 999, clip::dtype::i64));
-    const auto step = [&] {
-        store.zero_grad();
-        const float loss = model.forward(images, ids);
-        model.backward();
-        train::clip_grad_norm(store, 1.0);
-        optimizer.step();
-        train::clamp_logit_scale(store);
-        return loss;
-    };
-    const float first = step();
-    (void)step();
-    const std::int64_t allocations = clip::detail::allocation_counter().load();
-#if defined(CLIP_WITH_ONEDNN)
-    const std::int64_t plans = clip::detail::onednn::plan_creations();
-#endif
-    float last = 0.0f;
-    for (int i = 0; i < 3; ++i) last = step();
-    CHECK(clip::detail::allocation_counter().load() == allocations);
-#if defined(CLIP_WITH_ONEDNN)
-    CHECK(clip::detail::onednn::plan_creations() == plans);
-#endif
+    const tensor ids = eot_rows(5);
+    const auto [first, last] = five_steady_steps(store, model, optimizer, images, ids);
     // Five steps on one batch with lr 1e-3 lower its loss.
     MESSAGE("loss " << first << " -> " << last);
     CHECK(last < first);
@@ -235,7 +253,7 @@ TEST_CASE("a steady-state step allocates no tensor memory and creates no oneDNN 
     ids.copy_from(tensor::full({4, 77}, 7, clip::dtype::i64));
     for (std::int64_t m = 0; m < 4; ++m) ids.select(0, m).select(0, 2).copy_from(tensor::full({}, 999, clip::dtype::i64));
     const std::int64_t before_short = clip::detail::allocation_counter().load();
-    (void)step();
+    (void)train_step(store, model, optimizer, images, ids);
     CHECK(clip::detail::allocation_counter().load() == before_short);
 }
 
@@ -315,29 +333,8 @@ TEST_CASE("a ResNet CLIP trains: no allocation or plan in steady state, the loss
     CHECK(std::holds_alternative<train::modified_resnet>(model.visual()));
     train::adamw optimizer(store, {.lr = 1e-3});
     const tensor images = clip::rand_normal({4, 3, 64, 64}, 1);
-    const tensor ids = tensor::full({4, 77}, 7, clip::dtype::i64);
-    for (std::int64_t m = 0; m < 4; ++m) ids.select(0, m).select(0, 5 + m).copy_from(tensor::full({}, 999, clip::dtype::i64));
-    const auto step = [&] {
-        store.zero_grad();
-        const float loss = model.forward(images, ids);
-        model.backward();
-        train::clip_grad_norm(store, 1.0);
-        optimizer.step();
-        train::clamp_logit_scale(store);
-        return loss;
-    };
-    const float first = step();
-    (void)step();
-    const std::int64_t allocations = clip::detail::allocation_counter().load();
-#if defined(CLIP_WITH_ONEDNN)
-    const std::int64_t plans = clip::detail::onednn::plan_creations();
-#endif
-    float last = 0.0f;
-    for (int i = 0; i < 3; ++i) last = step();
-    CHECK(clip::detail::allocation_counter().load() == allocations);
-#if defined(CLIP_WITH_ONEDNN)
-    CHECK(clip::detail::onednn::plan_creations() == plans);
-#endif
+    const tensor ids = eot_rows(5);
+    const auto [first, last] = five_steady_steps(store, model, optimizer, images, ids);
     MESSAGE("ResNet loss " << first << " -> " << last);
     CHECK(last < first);
     CHECK(store.buffer("visual.layer2.0.bn1.num_batches_tracked").value.item<std::int64_t>() == 5);

@@ -205,14 +205,14 @@ private:
     float forward_gathered(const tensor& i, const tensor& t, float scale) {
         detail::check(store_->kind() == objective::clip, "clip_model: SigLIP over several ranks is not implemented");
         const std::int64_t n = i.size(0), E = i.size(1);
-        rows_ = world_->all_gather_value(n);
+        const std::vector<std::int64_t> rows = world_->all_gather_value(n);
         offset_ = 0;
         std::int64_t B = 0;
         element_counts_.clear();
-        for (std::size_t r = 0; r < rows_.size(); ++r) {
-            if (static_cast<int>(r) < world_->rank()) offset_ += rows_[r];
-            B += rows_[r];
-            element_counts_.push_back(rows_[r] * E);
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            if (static_cast<int>(r) < world_->rank()) offset_ += rows[r];
+            B += rows[r];
+            element_counts_.push_back(rows[r] * E);
         }
         const tensor& all_i = detail::reuse(all_image_, {B, E});
         const tensor& all_t = detail::reuse(all_text_, {B, E});
@@ -228,18 +228,24 @@ private:
         const tensor& dT = detail::reuse(grad_all_text_, {B, E});
         const float d_scale = world_options_.local_loss ? local_.backward(local_cache_, dI, dT, grad_loss)
                                                         : clip_.backward(clip_cache_, dI, dT, grad_loss);
-        *store_->at("logit_scale").grad.data<float>() += d_scale;
+        // DDP averages the ranks' gradients; every gradient is linear in the features' and
+        // logit_scale's, so the 1/W is applied to those here rather than to the whole gradient
+        // block after the all-reduce.
+        const float average = 1.0f / static_cast<float>(world_->size());
+        *store_->at("logit_scale").grad.data<float>() += d_scale * average;
         const tensor& di = detail::reuse(grad_image_, {n, E});
         const tensor& dt = detail::reuse(grad_text_, {n, E});
         if (world_options_.gather_with_grad && world_options_.local_loss) {
             world_->reduce_scatter_sum(floats(dI), floats(di), element_counts_);
             world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
+            assign(di, di * average);
+            assign(dt, dt * average);
         } else {
             // Every rank holds the same gradient of the same loss: the reduce-scatter would add W
-            // copies of this rank's rows.
-            const float copies = world_options_.gather_with_grad ? static_cast<float>(world_->size()) : 1.0f;
-            assign(di, dI.slice(0, offset_, offset_ + n) * copies);
-            assign(dt, dT.slice(0, offset_, offset_ + n) * copies);
+            // copies of this rank's rows, which the average divides by W again.
+            const float factor = world_options_.gather_with_grad ? 1.0f : average;
+            assign(di, dI.slice(0, offset_, offset_ + n) * factor);
+            assign(dt, dT.slice(0, offset_, offset_ + n) * factor);
         }
         normalize_.backward(di, image_norm_, di);
         normalize_.backward(dt, text_norm_, dt);
@@ -251,8 +257,6 @@ private:
         visual->wait();
         world_->all_reduce_sum(all.first(first));
         world_->all_reduce_sum(all.subspan(last));
-        const tensor& g = store_->gradient_block();
-        assign(g, g * (1.0f / static_cast<float>(world_->size())));
     }
 
     static image_tower bind_visual(const parameter_store& store) {
@@ -298,7 +302,7 @@ private:
     dist::communicator* world_ = nullptr;
     world_options world_options_;
     std::pair<std::int64_t, std::int64_t> visual_bucket_{0, 0}; // the image tower's range of the gradient block
-    std::vector<std::int64_t> rows_, element_counts_;          // per rank: batch rows, rows · E
+    std::vector<std::int64_t> element_counts_;                 // per rank: its rows · E
     std::int64_t offset_ = 0;                                  // this rank's first row in the batch
 };
 
