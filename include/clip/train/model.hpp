@@ -33,7 +33,7 @@
 // averages every parameter gradient over the ranks (DistributedDataParallel's all-reduce), the
 // image tower's bucket reduced on a helper thread while the text tower's backward runs. With
 // gather_with_grad the result is the gradient of the global batch, equal to one process
-// training on it up to float rounding. The average covers the whole gradient block: zero the
+// training on it up to float rounding. The all-reduce sums the whole gradient block: zero the
 // gradients before each distributed backward (a training step does). A ResNet's BatchNorm
 // statistics are broadcast from rank 0 before each forward (DDP's broadcast_buffers); SigLIP and
 // gradient accumulation run in a world of one only.
