@@ -47,6 +47,16 @@ inline CLI::Validator at_least(long long minimum) {
 }
 
 /// A model and what `--model` said, for reports.
+/// "cpu", "cuda" or "cuda:N" as a device.
+inline clip::device parse_device(const std::string& text) {
+    if (text == "cpu") return clip::device::cpu();
+    if (text == "cuda") return clip::device::cuda(0);
+    if (text.rfind("cuda:", 0) == 0 && text.size() > 5 && text.find_first_not_of("0123456789", 5) == std::string::npos &&
+        text.size() < 9)
+        return clip::device::cuda(std::stoi(text.substr(5)));
+    throw clip::error("--device " + text + ": expected cpu, cuda or cuda:N");
+}
+
 struct opened_model {
     clip::model model;
     std::string name;        ///< the preset name, or the file as given

@@ -27,6 +27,7 @@
 namespace clip_tool {
 
 struct embed_options {
+    std::string device = "cpu";
     std::string model;
     std::string config;
     std::string images_from;
@@ -64,6 +65,7 @@ inline CLI::App* add_embed_command(CLI::App& app, embed_options& o) {
         ->required();
     cmd->add_option("--batch", o.batch, "Rows encoded at a time (bounds memory)")->capture_default_str()->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
+    cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
     cmd->footer("Row order: image_embeds holds the --images-from rows, then the --image files, in the order given;\n"
                 "text_embeds holds the --tokens-from rows, then the --text strings, in the order given.\n"
                 "Writes the encoder outputs before L2 normalisation, atomically: on any error nothing is written.\n"
@@ -123,7 +125,8 @@ inline void run_embed(const embed_options& o) {
         if (std::filesystem::is_directory(file, error))
             throw clip::io_error(message("--image \"", file.string(), "\": a directory, not an image file"));
     }
-    const opened_model opened = open_model(o.model, o.config);
+    opened_model opened = open_model(o.model, o.config);
+    if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
     // After the model, so that a mistyped --model is reported as such rather than as a missing
     // vocabulary beside it.
     std::optional<clip::tokenizer> tokenizer;
@@ -170,11 +173,11 @@ inline void run_embed(const embed_options& o) {
     std::vector<std::pair<std::string, clip::tensor>> outputs;
     if (!image_sources.empty())
         outputs.emplace_back("image_embeds", detail::encode_in_batches(image_sources, o.batch, c.embed_dim, [&](const clip::tensor& rows) {
-            return opened.model.encode_image(rows);
+            return opened.model.encode_image(rows).to(clip::device::cpu());
         }));
     if (!text_sources.empty())
         outputs.emplace_back("text_embeds", detail::encode_in_batches(text_sources, o.batch, c.embed_dim, [&](const clip::tensor& rows) {
-            return opened.model.encode_text(rows);
+            return opened.model.encode_text(rows).to(clip::device::cpu());
         }));
     outputs.emplace_back("logit_scale", clip::tensor::full({}, opened.model.logit_scale()));
     // "format": "pt" lets safetensors' PyTorch loader read the file as its own.

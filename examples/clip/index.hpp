@@ -26,6 +26,7 @@
 namespace clip_tool {
 
 struct index_options {
+    std::string device = "cpu";
     std::string model;
     std::string config;
     std::string images;
@@ -45,6 +46,7 @@ inline CLI::App* add_index_command(CLI::App& app, index_options& o) {
     cmd->add_option("--out", o.out, "Index file (safetensors); an existing one is updated")->required()->type_name("INDEX");
     cmd->add_option("--batch", o.batch, "Images decoded and encoded at a time")->capture_default_str()->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
+    cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
     cmd->add_option("--ann", o.ann, "HNSW graph for approximate search: auto (from --ann-threshold images), always, never")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "always", "never"}));
@@ -84,7 +86,8 @@ inline std::size_t run_index(const index_options& o) {
             throw clip::io_error(message(e.what(), " (remove it, or choose another --out)"));
         }
     }
-    const opened_model opened = open_model(o.model, o.config);
+    opened_model opened = open_model(o.model, o.config);
+    if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
     const std::string identity = model_identity(opened, o.config);
     if (old && old->model() != identity) {
         const auto name = old->info().find("model_name");
@@ -173,7 +176,7 @@ inline std::size_t run_index(const index_options& o) {
             const clip::preprocessed_batch batch = clip::preprocess_each(batch_files, R);
             for (const auto& failure : batch.failures) skipped.emplace_back(failure.file.string(), failure.message);
             if (!batch.loaded.empty()) {
-                const clip::tensor features = clip::l2_normalize(opened.model.encode_image(batch.images)); // [B, D]
+                const clip::tensor features = clip::l2_normalize(opened.model.encode_image(batch.images).to(clip::device::cpu())); // [B, D]
                 rows.insert(rows.end(), features.data<float>(), features.data<float>() + features.numel());
                 for (std::size_t i : batch.loaded)
                     embedded.push_back({pending[first + i].string(), pending_stamps[first + i], -1});

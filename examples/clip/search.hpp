@@ -21,6 +21,7 @@
 namespace clip_tool {
 
 struct search_options {
+    std::string device = "cpu";
     std::string index;
     std::string model;
     std::string config;
@@ -50,6 +51,7 @@ inline CLI::App* add_search_command(CLI::App& app, search_options& o) {
         ->check(at_least(1));
     cmd->add_flag("--truncate", o.truncate, "Cut a --text too long for the context instead of failing");
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
+    cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
     cmd->footer("Scores are cosine similarities between the query's and the images' embeddings.\n"
                 "Examples:\n"
                 "  clip search --index pictures.index --model ViT-B-32.safetensors --text \"a dog on a beach\"\n"
@@ -65,7 +67,8 @@ inline void run_search(const search_options& o) {
         if (!std::filesystem::exists(o.index, code)) throw clip::io_error(message("--index ", o.index, ": no such file"));
         return clip::embedding_index::load(o.index);
     }();
-    const opened_model opened = open_model(o.model, o.config);
+    opened_model opened = open_model(o.model, o.config);
+    if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
     const std::string identity = model_identity(opened, o.config);
     if (index.model() != identity) {
         const auto name = index.info().find("model_name");
@@ -79,12 +82,12 @@ inline void run_search(const search_options& o) {
     std::vector<clip::tensor> features;
     if (!o.texts.empty()) {
         const clip::tokenizer tokenizer = load_tokenizer(o.vocab, opened, o.model);
-        features.push_back(opened.model.encode_text(tokenize_texts(tokenizer, o.texts, opened.model.config().text.context_length, o.truncate)));
+        features.push_back(opened.model.encode_text(tokenize_texts(tokenizer, o.texts, opened.model.config().text.context_length, o.truncate)).to(clip::device::cpu()));
         for (const std::string& t : o.texts) queries.emplace_back("text", t);
     }
     if (!o.images.empty()) {
         const std::vector<std::filesystem::path> files(o.images.begin(), o.images.end());
-        features.push_back(opened.model.encode_image(clip::preprocess(files, opened.model.config().vision.image_size)));
+        features.push_back(opened.model.encode_image(clip::preprocess(files, opened.model.config().vision.image_size)).to(clip::device::cpu()));
         for (const std::string& f : o.images) queries.emplace_back("image", f);
     }
     clip::tensor all = clip::tensor::empty({static_cast<std::int64_t>(queries.size()), opened.model.config().embed_dim});

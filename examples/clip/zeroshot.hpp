@@ -23,6 +23,7 @@
 namespace clip_tool {
 
 struct zeroshot_options {
+    std::string device = "cpu";
     std::string model;
     std::string config;
     std::string vocab;
@@ -61,6 +62,7 @@ inline CLI::App* add_zeroshot_command(CLI::App& app, zeroshot_options& o) {
     cmd->add_flag("--truncate", o.truncate, "Cut prompts too long for the context instead of failing");
     cmd->add_option("--batch", o.batch, "Images (and prompts ×8) encoded at a time")->capture_default_str()->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
+    cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
     cmd->add_option("images", o.images, "Image files (JPEG, PNG)")->required()->type_name("IMAGE");
     cmd->footer("Probabilities are softmax(exp(logit_scale) * cosine) over the labels, the class embeddings averaged\n"
                 "over the templates as in CLIP's ImageNet notebook.\n"
@@ -91,7 +93,8 @@ inline std::size_t run_zeroshot(const zeroshot_options& o) {
     // What needs no model first, so that a typo costs no model load.
     const std::vector<std::string> labels = o.labels.empty() ? clip::read_labels(o.labels_file) : clip::split_labels(o.labels);
     const std::vector<std::string> templates = zeroshot_templates(o);
-    const opened_model opened = open_model(o.model, o.config);
+    opened_model opened = open_model(o.model, o.config);
+    if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
     const clip::tokenizer tokenizer = load_tokenizer(o.vocab, opened, o.model);
 
     const clip::zero_shot_classifier classifier(opened.model, tokenizer, labels, templates,

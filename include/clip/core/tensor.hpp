@@ -23,6 +23,9 @@
 #include "clip/core/parallel.hpp"
 #include "clip/core/shape.hpp"
 #include "clip/core/strided.hpp"
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/elementwise.hpp"
+#endif
 
 namespace clip {
 
@@ -290,7 +293,7 @@ public:
         const tensor src = contiguous();
         tensor out = empty(shape_, dtype_, where);
 #if defined(CLIP_WITH_CUDA)
-        detail::cuda::copy(out.data_ptr(), src.data_ptr(), nbytes());
+        detail::cuda::copy(out.data_ptr(), src.data_ptr(), nbytes(), where.is_cuda() ? where.index : device_.index);
 #else
         throw device_error(detail::message("tensor::to(", where, "): clip was built without CUDA"));
 #endif
@@ -415,7 +418,6 @@ inline void copy_elements(const tensor& dst, const tensor& src) {
     require_defined(src, "copy");
     check<device_error>(dst.device() == src.device(), "copy: source on ", src.device(), ", destination on ",
                         dst.device());
-    require_cpu(dst, "copy");
     check<shape_error>(broadcast_shapes(src.shape(), dst.shape(), "copy") == dst.shape(), "copy: source of shape ",
                        src.shape(), " cannot be broadcast to destination shape ", dst.shape());
     if (dst.numel() == 0) return;
@@ -425,6 +427,16 @@ inline void copy_elements(const tensor& dst, const tensor& src) {
     strides* operands[] = {&dst_strides, &src_strides};
     order_axes_by_first(extent, operands);
     coalesce(extent, operands);
+#if defined(CLIP_WITH_CUDA)
+    if (dst.device().is_cuda()) {
+        const std::vector<std::int64_t> ext(extent.begin(), extent.end());
+        cuda::run_elementwise("", ext, dst.data_ptr(), dst.dtype(), {dst_strides.begin(), dst_strides.end()},
+                              {{source.data_ptr(), source.dtype(), {src_strides.begin(), src_strides.end()}}}, {},
+                              dst.device().index);
+        return;
+    }
+#endif
+    require_cpu(dst, "copy");
     const std::int64_t inner = extent.back();
     const std::int64_t rows = extent.numel() / inner;
     visit_dtype(dst.dtype(), [&]<class To>() {

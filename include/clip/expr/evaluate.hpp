@@ -13,6 +13,13 @@
 
 namespace clip::detail {
 
+#if defined(CLIP_WITH_CUDA)
+namespace cuda {
+template <class Node>
+void assign(const tensor& dst, const Node& node);
+}
+#endif
+
 /// Results of at least this many bytes are written with streaming stores.
 inline constexpr std::size_t streaming_threshold = std::size_t{32} << 20;
 
@@ -29,11 +36,20 @@ void assign(const tensor& dst, const Node& node) {
     require_defined(dst, "assign");
     if (const auto d = node.device(); d && *d != dst.device())
         throw device_error(message("assign: expression on ", *d, ", destination on ", dst.device()));
-    require_cpu(dst, "assign");
     const shape target = dst.shape();
     check<shape_error>(broadcast_shapes(node.shape(), target, "assign") == target, "assign: expression of shape ",
                        node.shape(), " cannot be written into a tensor of shape ", target);
     if (dst.numel() == 0) return;
+#if defined(CLIP_WITH_CUDA)
+    if (dst.device().is_cuda()) {
+        // Every thread reads its operands before it writes, so only other elements' overlap matters.
+        bool aliased = false;
+        node.for_each_tensor([&](const tensor& t) { aliased = aliased || overlaps_differently(t, dst); });
+        if (aliased) return dst.copy_from(evaluate(node)), void();
+        return cuda::assign(dst, node);
+    }
+#endif
+    require_cpu(dst, "assign");
 
     bool aliased = false;
     node.for_each_tensor([&](const tensor& t) { aliased = aliased || overlaps_differently(t, dst); });

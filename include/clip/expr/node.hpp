@@ -265,3 +265,6 @@ using clip::operator/;
 } // namespace clip
 
 #include "clip/expr/evaluate.hpp"
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/expression.hpp"
+#endif

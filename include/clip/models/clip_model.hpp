@@ -61,6 +61,25 @@ public:
     }
     static model random(std::string_view preset_name, std::uint64_t seed = 0) { return random(preset(preset_name), seed); }
 
+    /// A copy of the model with its weights on `where` (`model.to(clip::device::cuda())`); inputs
+    /// from any device are moved to it, and results stay on it. On CUDA, `weights` = bf16 or f16
+    /// stores the products' weights in 16 bits and runs the products in it with f32 accumulation
+    /// (activations are converted per product, as PyTorch's autocast does); layer norms, softmax
+    /// and embeddings stay f32, and features come out f32.
+    model to(clip::device where, dtype weights = dtype::f32) const {
+        detail::check<dtype_error>(weights == dtype::f32 || ((weights == dtype::bf16 || weights == dtype::f16) && where.is_cuda()),
+                                   "model::to: weights of ", weights, " on ", where,
+                                   " (f32 anywhere; bf16 or f16 on CUDA devices)");
+        model m = *this;
+        m.visual_ = std::visit(
+            [&](const auto& tower) -> std::variant<vision_transformer, modified_resnet> { return tower.to(where, weights); }, visual_);
+        m.text_ = text_.to(where, weights);
+        m.device_ = where;
+        return m;
+    }
+    /// Where the weights live.
+    clip::device device() const noexcept { return device_; }
+
     const clip_config& config() const noexcept { return config_; }
     std::optional<naming_scheme> scheme() const noexcept { return scheme_; }
     /// The learned temperature, stored as its log (logits are scaled by exp(logit_scale)).
@@ -72,8 +91,8 @@ public:
         detail::check<shape_error>(images.ndim() == 4 && images.size(1) == 3 && images.size(2) == R && images.size(3) == R,
                                    "encode_image: images must be [N, 3, ", R, ", ", R, "], got ", images.shape());
         detail::check<dtype_error>(images.dtype() == dtype::f32, "encode_image: images must be f32, got ", images.dtype());
-        detail::require_cpu(images, "encode_image");
-        return std::visit([&](const auto& tower) { return tower(images, observer); }, visual_);
+        const tensor input = images.to(device_);
+        return std::visit([&](const auto& tower) { return tower(input, observer); }, visual_);
     }
 
     /// text: [M, ctx] token ids (i32 or i64) -> [M, E] (before L2 normalisation)
@@ -83,7 +102,6 @@ public:
                                    "], got ", text.shape());
         detail::check<dtype_error>(text.dtype() == dtype::i64 || text.dtype() == dtype::i32,
                                    "encode_text: token ids must be i32 or i64, got ", text.dtype());
-        detail::require_cpu(text, "encode_text");
         return text_(text, observer);
     }
 
@@ -123,6 +141,7 @@ private:
     float logit_scale_ = 0.0f;
     std::optional<naming_scheme> scheme_;
     std::int64_t parameters_ = 0;
+    clip::device device_ = clip::device::cpu();
 };
 
 } // namespace clip

@@ -46,6 +46,13 @@ struct conv_bn {
         return c;
     }
 
+    conv_bn to(device where, dtype weights = dtype::f32) const {
+        conv_bn c = *this;
+        c.weight = packed_weights(weight.plain().to(where).to(weights));
+        c.options.bias = options.bias.to(where);
+        return c;
+    }
+
     tensor operator()(const tensor& x) const { return conv2d(x, weight, options); }
 };
 
@@ -64,6 +71,15 @@ struct bottleneck {
             b.downsample = conv_bn::load(source, prefix + ".downsample.0", prefix + ".downsample.1", in, planes * 4, 1,
                                          0, false);
         b.stride = stride;
+        return b;
+    }
+
+    bottleneck to(device where, dtype weights = dtype::f32) const {
+        bottleneck b = *this;
+        b.conv1 = conv1.to(where, weights);
+        b.conv2 = conv2.to(where, weights);
+        b.conv3 = conv3.to(where, weights);
+        if (downsample) b.downsample = downsample->to(where, weights);
         return b;
     }
 
@@ -93,11 +109,16 @@ struct attention_pool {
                 nn::linear::load(source, "visual.attnpool.c_proj", width, embed), heads};
     }
 
+    attention_pool to(device where, dtype weights = dtype::f32) const {
+        return {positional_embedding.to(where), q_proj.to(where, weights), k_proj.to(where, weights), v_proj.to(where, weights),
+                c_proj.to(where, weights), heads};
+    }
+
     /// x: [N, C, H, W] -> [N, E]
     tensor operator()(const tensor& x) const {
         const std::int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), S = HW + 1, D = C / heads;
         const tensor tokens = x.permute({0, 2, 3, 1}).reshape({N, HW, C}); // [N, HW, C], a view when channels-last
-        const tensor seq = tensor::empty({N, S, C});
+        const tensor seq = tensor::empty({N, S, C}, dtype::f32, x.device());
         seq.slice(1, 0, 1).copy_from(mean(tokens, 1, true));
         seq.slice(1, 1, S).copy_from(tokens);
         assign(seq, seq + positional_embedding);
@@ -136,6 +157,18 @@ struct modified_resnet {
             m.stages.push_back(std::move(blocks));
         }
         m.attnpool = attention_pool::load(source, v.resnet_grid(), v.resnet_embed_width(), v.heads, c.embed_dim);
+        return m;
+    }
+
+    /// The tower with its weights on `where`.
+    modified_resnet to(device where, dtype weights = dtype::f32) const {
+        modified_resnet m = *this;
+        m.stem1 = stem1.to(where, weights);
+        m.stem2 = stem2.to(where, weights);
+        m.stem3 = stem3.to(where, weights);
+        for (auto& stage : m.stages)
+            for (bottleneck& b : stage) b = b.to(where, weights);
+        m.attnpool = attnpool.to(where, weights);
         return m;
     }
 

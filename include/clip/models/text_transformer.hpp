@@ -46,8 +46,21 @@ struct text_transformer {
         return m;
     }
 
-    /// text: [M, ctx] token ids (i32 or i64) -> features [M, E]
-    tensor operator()(const tensor& text, const nn::trace* observer = nullptr) const {
+    /// The tower with its weights on `where`.
+    text_transformer to(device where, dtype weights = dtype::f32) const {
+        text_transformer m = *this;
+        m.token_embedding = token_embedding.to(where);
+        m.positional_embedding = positional_embedding.to(where);
+        m.transformer = transformer.to(where, weights);
+        m.ln_final = ln_final.to(where);
+        m.text_projection = text_projection.to(where).to(weights);
+        m.projection_packed = packed_weights(m.text_projection);
+        return m;
+    }
+
+    /// text: [M, ctx] token ids (i32 or i64, on any device) -> features [M, E] on the weights' device
+    tensor operator()(const tensor& ids, const nn::trace* observer = nullptr) const {
+        const tensor text = ids.to(device::cpu()); // positions are decided on the host
         const std::int64_t M = text.size(0), W = config.width;
         const tensor eot = argmax(text, -1); // [M]
         const std::int64_t* position = eot.data<std::int64_t>();
@@ -59,9 +72,9 @@ struct text_transformer {
         const tensor encoded = transformer(x, true, observer, "txt");
         if (traced) nn::record(observer, "txt.ln_final", ln_final(encoded));
         nn::record(observer, "txt.eot_index", eot);
-        tensor pooled = tensor::empty({M, W});
-        for (std::int64_t m = 0; m < M; ++m) pooled.select(0, m).copy_from(encoded.select(0, m).select(0, position[m]));
-        pooled = ln_final(pooled);
+        tensor rows = tensor::empty({M}, dtype::i64); // row m·used + eot[m] of the encoded positions
+        for (std::int64_t m = 0; m < M; ++m) rows.data<std::int64_t>()[m] = m * used + position[m];
+        const tensor pooled = ln_final(embedding(encoded.reshape({M * used, W}), rows));
         nn::record(observer, "txt.pooled", pooled);
         return matmul(pooled, projection_packed);
     }

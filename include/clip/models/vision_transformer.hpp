@@ -41,12 +41,27 @@ struct vision_transformer {
         return m;
     }
 
+    /// The tower with its weights on `where`.
+    vision_transformer to(device where, dtype weights = dtype::f32) const {
+        vision_transformer m = *this;
+        m.conv1 = conv1.to(where).to(weights);
+        m.conv1_packed = packed_weights(m.conv1);
+        m.class_embedding = class_embedding.to(where);
+        m.positional_embedding = positional_embedding.to(where);
+        m.ln_pre = ln_pre.to(where);
+        m.ln_post = ln_post.to(where);
+        m.transformer = transformer.to(where, weights);
+        m.proj = proj.to(where).to(weights);
+        m.proj_packed = packed_weights(m.proj);
+        return m;
+    }
+
     /// images: [N, 3, R, R] f32 -> features [N, E]
     tensor operator()(const tensor& images, const nn::trace* observer = nullptr) const {
         const std::int64_t N = images.size(0), W = config.width, T = config.tokens(), P = config.patch_size;
         const tensor patches = conv2d(images, conv1_packed, {.stride = {P, P}}); // [N, W, g, g]
         nn::record(observer, "vis.conv1", patches);
-        const tensor x = tensor::empty({N, T, W});
+        const tensor x = tensor::empty({N, T, W}, dtype::f32, images.device());
         x.slice(1, 0, 1).copy_from(class_embedding);
         x.slice(1, 1, T).copy_from(patches.view({N, W, T - 1}).transpose(1, 2));
         assign(x, x + positional_embedding);

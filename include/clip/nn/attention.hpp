@@ -29,6 +29,10 @@ struct multihead_attention {
                 linear::load(source, prefix + ".out_proj", width, width), heads};
     }
 
+    multihead_attention to(device where, dtype weights = dtype::f32) const {
+        return {in_proj.to(where, weights), out_proj.to(where, weights), heads};
+    }
+
     /// x: [B, T, W] -> residual + out_proj(attention(x)): [B, T, W]
     tensor operator()(const tensor& x, bool causal, const tensor& residual = {}) const {
         const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2), D = W / heads;

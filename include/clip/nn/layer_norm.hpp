@@ -17,6 +17,8 @@ struct layer_norm {
         return {source.get(prefix + ".weight", {width}), source.get(prefix + ".bias", {width}), eps};
     }
 
+    layer_norm to(device where) const { return {weight.to(where), bias.to(where), eps}; }
+
     /// x: [..., W] -> [..., W]
     tensor operator()(const tensor& x) const { return clip::layer_norm(x, weight, bias, eps); }
 };

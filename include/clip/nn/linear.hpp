@@ -24,6 +24,12 @@ struct linear {
         return from(source.get(prefix + ".weight", {out, in}), has_bias ? source.get(prefix + ".bias", {out}) : tensor{});
     }
 
+    /// The layer with its weights on `where`, stored as `weights` (bf16/f16 products on CUDA); the
+    /// bias stays f32.
+    linear to(device where, dtype weights = dtype::f32) const {
+        return from(weight.to(where).to(weights), bias.defined() ? bias.to(where) : tensor{});
+    }
+
     std::int64_t in_features() const { return weight.size(1); }
     std::int64_t out_features() const { return weight.size(0); }
 

@@ -17,13 +17,16 @@
 #include <vector>
 
 #include "clip/ops/rowwise.hpp"
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/attention.hpp"
+#endif
 
 namespace clip {
 
 inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float scale, bool causal) {
     for (const tensor* t : {&q, &k, &v}) {
         detail::require_defined(*t, "attention");
-        detail::require_cpu(*t, "attention");
+        detail::check<device_error>(t->device() == q.device(), "attention: q on ", q.device(), ", k or v on ", t->device());
         detail::check<dtype_error>(t->dtype() == dtype::f32, "attention: q, k, v must be f32, got ", t->dtype());
         detail::check<shape_error>(t->ndim() == 4, "attention: q, k, v must be [B, H, T, D], got ", t->shape());
     }
@@ -35,6 +38,10 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
     const tensor qc = q.stride(3) == 1 ? q : q.contiguous();
     const tensor kc = k.stride(3) == 1 ? k : k.contiguous();
     const tensor vc = v.stride(3) == 1 ? v : v.contiguous();
+#if defined(CLIP_WITH_CUDA)
+    if (q.device().is_cuda()) return detail::cuda::attention(qc, kc, vc, scale, causal);
+#endif
+    detail::require_cpu(q, "attention");
     tensor out = tensor::empty({B, T, H * D});
     if (out.numel() == 0) return out;
     const float* qp = qc.data<float>();

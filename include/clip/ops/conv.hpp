@@ -15,6 +15,10 @@
 #if defined(CLIP_WITH_ONEDNN)
 #include "clip/backend/cpu/conv.hpp"
 #endif
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/conv.hpp"
+#include "clip/backend/cuda/reduce.hpp"
+#endif
 
 namespace clip {
 
@@ -22,6 +26,9 @@ namespace detail {
 
 inline tensor dispatch_conv2d(const tensor& x, const tensor& w, const conv2d_options& o, const packed_weights* packed) {
     const shape out_shape = check_conv2d(x, w, o);
+#if defined(CLIP_WITH_CUDA)
+    if (x.device().is_cuda()) return cuda::conv2d(x, w, o, out_shape);
+#endif
     require_cpu(x, "conv2d");
 #if defined(CLIP_WITH_ONEDNN)
     tensor out = is_channels_last(x) ? empty_channels_last(out_shape) : tensor::empty(out_shape);
@@ -89,6 +96,13 @@ inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const ten
 inline tensor avg_pool2d(const tensor& x, const pool2d_options& options = {}) {
     const pool2d_options o = detail::resolve(options);
     const shape out_shape = detail::check_pool2d(x, o);
+#if defined(CLIP_WITH_CUDA)
+    if (x.device().is_cuda()) {
+        tensor out = is_channels_last(x) ? empty_channels_last(out_shape, x.device()) : tensor::empty(out_shape, dtype::f32, x.device());
+        if (out.numel() > 0) detail::cuda::avg_pool2d(out, x, o.kernel, o.stride, o.padding, o.count_include_pad);
+        return out;
+    }
+#endif
     detail::require_cpu(x, "avg_pool2d");
 #if defined(CLIP_WITH_ONEDNN)
     tensor out = is_channels_last(x) ? empty_channels_last(out_shape) : tensor::empty(out_shape);

@@ -40,14 +40,14 @@ inline bool is_channels_last(const tensor& t) {
 
 /// A [N, C, H, W] tensor with channels-last memory (NHWC), the layout oneDNN's direct
 /// convolutions run fastest on; shape and indexing are the usual NCHW.
-inline tensor empty_channels_last(const shape& nchw) {
-    return tensor::empty({nchw[0], nchw[2], nchw[3], nchw[1]}).permute({0, 3, 1, 2});
+inline tensor empty_channels_last(const shape& nchw, device where = device::cpu()) {
+    return tensor::empty({nchw[0], nchw[2], nchw[3], nchw[1]}, dtype::f32, where).permute({0, 3, 1, 2});
 }
 
 /// The same values in channels-last memory (a copy unless already so).
 inline tensor to_channels_last(const tensor& t) {
     if (is_channels_last(t)) return t;
-    tensor out = empty_channels_last(t.shape());
+    tensor out = empty_channels_last(t.shape(), t.device());
     out.copy_from(t);
     return out;
 }
@@ -69,8 +69,9 @@ inline shape check_conv2d(const tensor& x, const tensor& w, const conv2d_options
     check<shape_error>(x.ndim() == 4, "conv2d: input must be [B, C, H, W], got shape ", x.shape());
     check<shape_error>(w.ndim() == 4, "conv2d: weight must be [O, C/groups, kH, kW], got shape ", w.shape());
     check<device_error>(x.device() == w.device(), "conv2d: input on ", x.device(), ", weight on ", w.device());
-    check<dtype_error>(x.dtype() == dtype::f32 && w.dtype() == dtype::f32, "conv2d: input and weight must be f32, got ",
-                       x.dtype(), " and ", w.dtype());
+    const bool half_weight_on_cuda = x.device().is_cuda() && (w.dtype() == dtype::bf16 || w.dtype() == dtype::f16);
+    check<dtype_error>(x.dtype() == dtype::f32 && (w.dtype() == dtype::f32 || half_weight_on_cuda),
+                       "conv2d: input and weight must be f32 (a bf16/f16 weight on CUDA), got ", x.dtype(), " and ", w.dtype());
     check(o.groups >= 1 && x.shape()[1] % o.groups == 0 && w.shape()[0] % o.groups == 0, "conv2d: groups ", o.groups,
           " must divide input channels ", x.shape()[1], " and output channels ", w.shape()[0]);
     check<shape_error>(w.shape()[1] * o.groups == x.shape()[1], "conv2d: input of shape ", x.shape(),

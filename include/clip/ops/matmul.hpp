@@ -15,6 +15,9 @@
 #if defined(CLIP_WITH_ONEDNN)
 #include "clip/backend/cpu/matmul.hpp"
 #endif
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/matmul.hpp"
+#endif
 
 namespace clip {
 
@@ -28,8 +31,19 @@ inline void dispatch_matmul(const tensor& out, const tensor& a, const tensor& b,
                        s.out(), " (operands ", a.shape(), " and ", b.shape(), ")");
     check<dtype_error>(out.dtype() == dtype::f32, "matmul: output must be f32, got ", out.dtype());
     check<shape_error>(out.is_contiguous(), "matmul: output must be contiguous, got strides ", out.strides());
+    check<device_error>(out.device() == a.device(), "matmul: output on ", out.device(), ", operands on ", a.device());
+#if defined(CLIP_WITH_CUDA)
+    if (a.device().is_cuda()) {
+        if (s.k > 0) return cuda::matmul(out, a, b, o);
+        // No products to run (K = 0): act(bias) + residual, on the host.
+        const auto host = [](const tensor& t) { return t.defined() ? t.to(device::cpu()) : t; };
+        const tensor h = tensor::empty(out.shape());
+        dispatch_matmul(h, host(a), host(b), {host(o.bias), o.act, host(o.residual), o.scale}, nullptr);
+        out.copy_from(h.to(out.device()));
+        return;
+    }
+#endif
     require_cpu(a, "matmul");
-    require_cpu(out, "matmul");
 #if defined(CLIP_WITH_ONEDNN)
     if (s.k > 0 && o.scale != 0.0f) return onednn::matmul(out, a, b, o, packed);
 #endif

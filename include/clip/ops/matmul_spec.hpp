@@ -59,8 +59,18 @@ inline matmul_shape check_matmul(const tensor& a, const tensor& b, const matmul_
     check<shape_error>(a.ndim() >= 2 && b.ndim() >= 2, op, ": operands need at least 2 dimensions, got shapes ",
                        a.shape(), " and ", b.shape());
     check<device_error>(a.device() == b.device(), op, ": operands on ", a.device(), " and ", b.device());
-    check<dtype_error>(a.dtype() == dtype::f32 && b.dtype() == dtype::f32, op, ": operands must be f32, got ",
-                       a.dtype(), " and ", b.dtype());
+    // On CUDA, bf16 or f16 operands (one may be f32, converted per product as autocast does)
+    // multiply with f32 accumulation into an f32 result.
+    const auto half = [](dtype t) { return t == dtype::bf16 || t == dtype::f16; };
+    if (a.device().is_cuda() && (half(a.dtype()) || half(b.dtype())))
+        check<dtype_error>((a.dtype() == b.dtype() || a.dtype() == dtype::f32 || b.dtype() == dtype::f32) &&
+                               (half(a.dtype()) || a.dtype() == dtype::f32) && (half(b.dtype()) || b.dtype() == dtype::f32),
+                           op, ": operands of ", a.dtype(), " and ", b.dtype(), " do not mix (on CUDA: f32, bf16 or f16, ",
+                           "one 16-bit type per product)");
+    else
+        check<dtype_error>(a.dtype() == dtype::f32 && b.dtype() == dtype::f32, op, ": operands must be f32",
+                           a.device().is_cuda() ? " (or bf16/f16 on CUDA)" : " (bf16/f16 run on CUDA devices)", ", got ",
+                           a.dtype(), " and ", b.dtype());
     const std::int64_t k = a.shape().back();
     check<shape_error>(b.shape()[b.ndim() - 2] == k, op, ": shapes ", a.shape(), " and ", b.shape(),
                        " do not multiply (inner dimensions ", k, " and ", b.shape()[b.ndim() - 2], " differ)");

@@ -10,6 +10,9 @@
 #include <limits>
 
 #include "clip/expr/node.hpp"
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/reduce.hpp"
+#endif
 
 namespace clip {
 
@@ -19,7 +22,6 @@ enum class reduction { sum, mean, max, argmax };
 
 inline tensor reduce(const tensor& input, std::int64_t axis, bool keepdim, reduction kind, const char* op) {
     require_defined(input, op);
-    require_cpu(input, op);
     const int a = normalize_axis(axis, std::max(input.ndim(), 1), op);
     const tensor x = input.ndim() == 0 ? input.reshape({1}) : input;
     const std::int64_t extent = x.shape()[a];
@@ -27,15 +29,22 @@ inline tensor reduce(const tensor& input, std::int64_t axis, bool keepdim, reduc
                        ": cannot reduce an empty axis (axis ", a, " of shape ", x.shape(), ")");
     shape out_shape = x.shape();
     out_shape[a] = 1;
-    tensor out = tensor::empty(out_shape, kind == reduction::argmax ? dtype::i64 : dtype::f32);
+    tensor out = tensor::empty(out_shape, kind == reduction::argmax ? dtype::i64 : dtype::f32, input.device());
     if (!keepdim) out = out.squeeze(a);
     if (out.numel() == 0) return out;
 
     const tensor src = x.to(dtype::f32).contiguous();
-    const float* data = src.data<float>();
     std::int64_t outer = 1, inner = 1;
     for (int i = 0; i < a; ++i) outer *= x.shape()[i];
     for (int i = a + 1; i < x.ndim(); ++i) inner *= x.shape()[i];
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda()) {
+        cuda::reduce_axis(out, src, outer, extent, inner, static_cast<int>(kind));
+        return out;
+    }
+#endif
+    require_cpu(input, op);
+    const float* data = src.data<float>();
     float* result = kind == reduction::argmax ? nullptr : out.data<float>();
     std::int64_t* index = kind == reduction::argmax ? out.data<std::int64_t>() : nullptr;
     const float scale = kind == reduction::mean ? 1.0f / static_cast<float>(extent) : 1.0f;

@@ -13,6 +13,9 @@
 #include <limits>
 
 #include "clip/expr/node.hpp"
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/rowwise.hpp"
+#endif
 
 namespace clip {
 
@@ -130,7 +133,11 @@ inline void row_affine_weighted(const float* x, float* out, std::int64_t n, floa
 /// Softmax along the last axis, computed stably (the row maximum is subtracted first).
 template <expression E>
 tensor softmax(const E& x) {
-    return detail::rowwise(eval(x), "softmax", 3, [](const float* in, float* out, std::int64_t n) {
+    const tensor input = eval(x);
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda() && input.ndim() >= 1) return detail::cuda::softmax_rows(input, 0);
+#endif
+    return detail::rowwise(input, "softmax", 3, [](const float* in, float* out, std::int64_t n) {
         const float m = detail::row_max(in, n);
         const float total = detail::row_exp_sum(in, out, n, m);
         detail::row_affine(out, out, n, 1.0f / total, 0.0f);
@@ -146,6 +153,10 @@ tensor causal_softmax(const E& x) {
     detail::check<shape_error>(input.ndim() >= 2 && input.shape()[input.ndim() - 1] == input.shape()[input.ndim() - 2],
                                "causal_softmax: needs square matrices in the last two axes, got shape ", input.shape());
     const std::int64_t size = input.shape().back();
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda()) return detail::cuda::softmax_rows(input, 2, static_cast<int>(size));
+#endif
+    detail::require_cpu(input, "causal_softmax");
     const tensor rows = input.to(dtype::f32).contiguous();
     tensor out = tensor::empty(rows.shape(), dtype::f32);
     if (rows.numel() == 0) return out;
@@ -168,7 +179,11 @@ tensor causal_softmax(const E& x) {
 /// Log-softmax along the last axis.
 template <expression E>
 tensor log_softmax(const E& x) {
-    return detail::rowwise(eval(x), "log_softmax", 3, [](const float* in, float* out, std::int64_t n) {
+    const tensor input = eval(x);
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda() && input.ndim() >= 1) return detail::cuda::softmax_rows(input, 1);
+#endif
+    return detail::rowwise(input, "log_softmax", 3, [](const float* in, float* out, std::int64_t n) {
         const float m = detail::row_max(in, n);
         const float total = detail::row_exp_sum(in, out, n, m);
         detail::row_affine(in, out, n, 1.0f, -m - std::log(total));
@@ -184,12 +199,19 @@ tensor layer_norm(const E& x, const tensor& weight = {}, const tensor& bias = {}
     const tensor b = bias.defined() ? bias.to(dtype::f32).contiguous() : tensor{};
     for (const tensor* p : {&w, &b})
         if (p->defined()) {
-            detail::require_cpu(*p, "layer_norm");
+            detail::check<device_error>(p->device() == input.device(), "layer_norm: ", p == &w ? "weight" : "bias",
+                                        " on ", p->device(), ", input on ", input.device());
             detail::check<shape_error>(p->shape() == shape{width}, "layer_norm: ", p == &w ? "weight" : "bias",
                                        " of shape ", p->shape(), " does not match the last axis of input shape ",
                                        input.shape(), " (expected [", width, "])");
         }
     detail::check(eps >= 0.0f, "layer_norm: eps must be non-negative, got ", eps);
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda()) {
+        detail::check<shape_error>(input.ndim() >= 1, "layer_norm: needs at least one dimension, got a scalar");
+        return detail::cuda::layer_norm(input, w, b, eps);
+    }
+#endif
     const float* wp = w.defined() ? w.data<float>() : nullptr;
     const float* bp = b.defined() ? b.data<float>() : nullptr;
     return detail::rowwise(input, "layer_norm", 3, [=](const float* in, float* out, std::int64_t n) {
@@ -203,7 +225,14 @@ tensor layer_norm(const E& x, const tensor& weight = {}, const tensor& bias = {}
 /// x / max(‖x‖₂, eps) along the last axis (PyTorch's F.normalize(x, dim=-1)).
 template <expression E>
 tensor l2_normalize(const E& x, float eps = 1e-12f) {
-    return detail::rowwise(eval(x), "l2_normalize", 2, [eps](const float* in, float* out, std::int64_t n) {
+    const tensor input = eval(x);
+#if defined(CLIP_WITH_CUDA)
+    if (input.device().is_cuda()) {
+        detail::check<shape_error>(input.ndim() >= 1, "l2_normalize: needs at least one dimension, got a scalar");
+        return detail::cuda::l2_normalize(input, eps);
+    }
+#endif
+    return detail::rowwise(input, "l2_normalize", 2, [eps](const float* in, float* out, std::int64_t n) {
         const float norm = std::sqrt(detail::row_centered_square_sum(in, n, 0.0f));
         detail::row_affine(in, out, n, 1.0f / std::max(norm, eps), 0.0f);
     });

@@ -89,7 +89,8 @@ public:
             for (std::int64_t p = first; p < last; ++p)
                 prompts.push_back(format_template(templates[static_cast<std::size_t>(p % n_templates)],
                                                   labels_[static_cast<std::size_t>(p / n_templates)]));
-            const tensor features = l2_normalize(m.encode_text(tok.tokenize(std::span<const std::string>(prompts), ctx, options.truncate)));
+            const tensor features =
+                l2_normalize(m.encode_text(tok.tokenize(std::span<const std::string>(prompts), ctx, options.truncate)).to(device::cpu()));
             const float* f = features.data<float>();
             for (std::int64_t p = first; p < last; ++p) {
                 float* dst = sum + (p / n_templates) * embed;
@@ -122,7 +123,7 @@ public:
         detail::check<shape_error>(image_features.ndim() == 2 && image_features.size(1) == weights_.size(1),
                                    "zero-shot classifier: image features must be [N, ", weights_.size(1), "], got ",
                                    image_features.shape());
-        return matmul(l2_normalize(image_features.to(dtype::f32)), weights_.t(), {.scale = logit_scale_});
+        return matmul(l2_normalize(image_features.to(device::cpu()).to(dtype::f32)), weights_.t(), {.scale = logit_scale_});
     }
 
     /// image_features [N, E] -> [N, C] probabilities over the labels.
