@@ -14,10 +14,11 @@
 // in training and those never seen; --grid FILE.png draws test images with their predictions.
 //
 // Data parallel: `mpirun -np N clip train ...` (a build with MPI) trains one rank per process:
-// --batch-size pairs per rank, disjoint rows of each epoch's common shuffle (clip/data/loader.hpp),
-// features all-gathered with --gather-with-grad / --local-loss semantics and gradients averaged
-// (clip/train/model.hpp); rank 0 alone prints, evaluates and saves. Each rank uses
-// (cores / ranks on its host) threads unless --threads says otherwise.
+// --accum-freq micro-batches of --batch-size pairs per rank and step, disjoint rows of each
+// epoch's common shuffle (clip/data/loader.hpp), features all-gathered with --gather-with-grad /
+// --local-loss semantics (SigLIP: each rank's images against all texts), the loss over the
+// whole step, gradients averaged (clip/train/model.hpp); rank 0 alone prints, evaluates and
+// saves. Each rank uses (cores / ranks on its host) threads unless --threads says otherwise.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -91,7 +92,9 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     cmd->add_option("--csv-img-key", o.csv_img_key, "CSV column of the image paths")->capture_default_str();
     cmd->add_option("--csv-caption-key", o.csv_caption_key, "CSV column of the captions")->capture_default_str();
     cmd->add_option("--train-num-samples", o.train_num_samples, "Synthetic samples per epoch")->capture_default_str()->check(at_least(1));
-    cmd->add_option("--batch-size", o.batch_size, "Pairs per step")->capture_default_str()->check(at_least(2));
+    cmd->add_option("--batch-size", o.batch_size, "Pairs per micro-batch and rank (a step is --accum-freq of them on each rank)")
+        ->capture_default_str()
+        ->check(at_least(2));
     cmd->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--wd", o.wd, "AdamW weight decay (not on gains, biases, logit_scale)")->capture_default_str();
     cmd->add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
@@ -105,7 +108,7 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     auto* steps = cmd->add_option("--steps", o.steps, "Optimiser steps (instead of --epochs)")->check(at_least(1));
     epochs->excludes(steps);
     steps->excludes(epochs);
-    cmd->add_option("--accum-freq", o.accum_freq, "Micro-batches per step; the loss stays exact over the whole batch")
+    cmd->add_option("--accum-freq", o.accum_freq, "Micro-batches of --batch-size per step; the loss stays exact over the whole step")
         ->capture_default_str()
         ->check(at_least(1));
     cmd->add_option("--grad-clip-norm", o.grad_clip_norm, "Clip the gradients' global norm to this (0: off)")->capture_default_str();
@@ -253,6 +256,9 @@ inline std::string run_settings(const train_options& o, std::int64_t total_steps
                                 {"warmup", o.warmup}, {"lr_scheduler", o.lr_scheduler}, {"steps", total_steps}, {"accum_freq", o.accum_freq},
                                 {"grad_clip_norm", o.grad_clip_norm}, {"seed", o.seed}, {"loss", o.loss},
                                 {"augment", !o.no_augment}, {"shuffle", !o.no_shuffle}};
+    // --accum-freq once split --batch-size into micro-batches; a run saved then lacks this entry
+    // and is refused rather than resumed with --accum-freq times larger steps.
+    if (o.accum_freq > 1) j["micro_batch_size"] = o.batch_size;
     if (world_size > 1) {
         j["world_size"] = world_size;
         j["local_loss"] = o.local_loss;
@@ -315,8 +321,9 @@ inline void run_train(const train_options& o) {
         data = std::make_shared<clip::csv_dataset>(o.train_data, clip::csv_options{o.csv_separator, o.csv_img_key, o.csv_caption_key});
     else
         data = std::make_shared<clip::webdataset>(detail::expand_shards(o.train_data));
+    // A step reads --accum-freq micro-batches of --batch-size on every rank (OpenCLIP's meaning).
     clip::data_loader loader(data, tokenizer,
-                             {.batch_size = o.batch_size, .image_size = config.vision.image_size,
+                             {.batch_size = static_cast<std::int64_t>(o.batch_size) * o.accum_freq, .image_size = config.vision.image_size,
                               .context_length = config.text.context_length, .seed = o.seed, .shuffle = !o.no_shuffle,
                               .augment = !o.no_augment, .rank = world->rank(), .world_size = world->size()});
     const std::int64_t total = o.steps > 0 ? o.steps : loader.steps_per_epoch() * std::max(1, o.epochs);
@@ -330,10 +337,7 @@ inline void run_train(const train_options& o) {
         if (!constant) return cosine(step);
         return step < o.warmup ? o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup) : o.lr;
     };
-    if (world->size() > 1) {
-        if (o.accum_freq > 1) throw clip::error("train: --accum-freq > 1 over several ranks is not implemented");
-        if (objective == clip::train::objective::siglip) throw clip::error("train: --loss siglip over several ranks is not implemented");
-    } else if (o.local_loss || o.gather_with_grad) {
+    if (world->size() == 1 && (o.local_loss || o.gather_with_grad)) {
         if (lead) std::cerr << "clip: train: --local-loss and --gather-with-grad apply to several ranks (mpirun -np N); one process ignores them\n";
     }
     const std::string settings = detail::run_settings(o, total, world->size());
@@ -375,12 +379,13 @@ inline void run_train(const train_options& o) {
         std::printf("training %s: %lld parameters, %lld steps of %lld pairs, %lld steps per epoch, vocabulary of %lld",
                     o.init.empty() ? (o.model.empty() ? o.config.c_str() : o.model.c_str()) : o.init.c_str(),
                     static_cast<long long>(store->numel()), static_cast<long long>(total),
-                    static_cast<long long>(o.batch_size) * world->size(), static_cast<long long>(loader.steps_per_epoch()),
+                    static_cast<long long>(o.batch_size) * o.accum_freq * world->size(), static_cast<long long>(loader.steps_per_epoch()),
                     static_cast<long long>(vocabulary_size));
         if (world->size() > 1)
             std::printf(", %d ranks (%s) of %d pairs, %d threads each%s%s", world->size(), std::string(world->backend()).c_str(),
-                        o.batch_size, clip::num_threads(), o.local_loss ? ", local loss" : "",
+                        o.batch_size * o.accum_freq, clip::num_threads(), o.local_loss ? ", local loss" : "",
                         o.gather_with_grad ? ", gather with grad" : "");
+        if (o.accum_freq > 1) std::printf(", %d micro-batches of %d pairs%s", o.accum_freq, o.batch_size, world->size() > 1 ? " per rank" : "");
         std::printf("\n");
         std::fflush(stdout);
     }
@@ -403,7 +408,7 @@ inline void run_train(const train_options& o) {
         skipped += static_cast<std::int64_t>(batch.failures.size());
         for (const auto& f : batch.failures)
             std::cerr << "clip: train: " << (world->size() > 1 ? "rank " + std::to_string(world->rank()) + " " : "") << "skipped " << f.name << ": " << f.message << '\n';
-        if (batch.images.size(0) < (world->size() > 1 ? 1 : 2))
+        if (batch.images.size(0) < std::max(o.accum_freq, world->size() > 1 ? 1 : 2))
             throw clip::error(message("train: step ", step, " has ", batch.images.size(0), " readable pairs",
                                       world->size() > 1 ? " on rank " + std::to_string(world->rank()) : std::string()));
         store->zero_grad();

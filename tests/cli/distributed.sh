@@ -2,7 +2,10 @@
 # tests/cli/distributed.sh: `mpirun -np 2 clip train` (two processes, one thread each) against one
 # process on the same global batch: after six steps every tensor agrees within 1e-5 relative
 # error (‖a − b‖ / ‖a‖), with and without --local-loss (--gather-with-grad, the exact
-# global-batch gradient; compare-weights also prints the largest elementwise difference); a run killed
+# global-batch gradient; compare-weights also prints the largest elementwise difference), with
+# --loss siglip (each rank's images against both ranks' texts), and with --accum-freq 2 (two
+# micro-batches of 8 per rank and step against one process's two of 16: 32 pairs a step, ClipLoss
+# with --local-loss and SigLIP); a run killed
 # after its step-3 checkpoint and resumed on two ranks ends where the uninterrupted one ends;
 # resuming with another world size is refused; killing one rank stops the other with an error
 # within a bounded time; a rank that stops answering makes the other fail with a timeout.
@@ -43,6 +46,37 @@ for mode in global local; do
     fi
     cp "$tmp/stdout" "$tmp/stdout-$mode"
 done
+# The same against one process for SigLIP and for --accum-freq 2: ONE_PROCESS_FLAGS -- TWO_RANK_FLAGS.
+equivalent() {
+    local name="$1" single=() two=()
+    shift
+    while [[ $1 != -- ]]; do single+=("$1"); shift; done
+    shift
+    two=("$@")
+    if ! run "one process, $name" 0 "$clip" train "${common[@]}" "${single[@]}" --save "$tmp/single-$name"; then
+        fail "one process, ${single[*]}"
+        return
+    fi
+    if run "two ranks, $name" 0 "${mpi[@]}" "$clip" train "${common[@]}" "${two[@]}" --save "$tmp/two-$name" \
+        && "$compare" "$(weights "$tmp/single-$name")" "$(weights "$tmp/two-$name")" 1e-5 >"$tmp/compare" 2>&1; then
+        pass "mpirun -np 2, ${two[*]}: the weights of one process at ${single[*]} after 6 steps ($(cat "$tmp/compare"))"
+    else
+        cat "$tmp/compare" >>"$tmp/stderr" 2>/dev/null
+        fail "mpirun -np 2, ${two[*]}: the weights of one process at ${single[*]}"
+    fi
+}
+equivalent siglip --batch-size 16 --loss siglip -- --batch-size 8 --gather-with-grad --loss siglip
+# A step of --accum-freq 2 reads two micro-batches of --batch-size on every rank: 2 × 2 × 8 pairs
+# on two ranks, 2 × 16 in one process, the same 32 samples of the epoch's shuffle.
+equivalent accum --batch-size 16 --accum-freq 2 -- --batch-size 8 --accum-freq 2 --gather-with-grad --local-loss
+if contains "$tmp/stdout" "steps of 32 pairs" && contains "$tmp/stdout" "2 ranks (mpi) of 16 pairs" \
+    && contains "$tmp/stdout" "2 micro-batches of 8 pairs per rank"; then
+    pass "--accum-freq 2 on two ranks of --batch-size 8: steps of 32 pairs, two micro-batches of 8 on each rank"
+else
+    fail "--accum-freq 2 on two ranks of --batch-size 8: steps of 32 pairs, two micro-batches of 8 on each rank"
+fi
+equivalent accum-siglip --batch-size 16 --accum-freq 2 --loss siglip -- --batch-size 8 --accum-freq 2 --gather-with-grad --loss siglip
+
 # Without --gather-with-grad a rank keeps only its own rows' gradient (OpenCLIP's detached
 # gather): the average is 1/2 of the global-batch gradient, which Adam nearly ignores; the run
 # trains, and is not the same computation.

@@ -1,7 +1,8 @@
 // Tests for clip/train/loss.hpp: ClipLoss and SigLipLoss against double references of
 // open_clip's formulas, their feature, logit_scale and logit_bias gradients against finite
-// differences, the grad_loss weight, the logit_scale clamp, and ClipLoss's local form for a rank
-// of several: over the ranks it adds up to the whole batch's loss and gradients.
+// differences, the grad_loss weight, the logit_scale clamp, and the forms for a rank of several
+// (local_clip_loss, siglip_loss with an offset): over the ranks they add up to the whole batch's
+// loss and gradients.
 #include "gradient_check.hpp"
 
 #include "clip/train/loss.hpp"
@@ -176,6 +177,54 @@ TEST_CASE("local_clip_loss over equal shares: mean of the ranks' losses and the 
     CHECK(scale == doctest::Approx(want_scale).epsilon(1e-5));
     clip::test::check_close(image_sum, want_image, 1e-5);
     clip::test::check_close(text_sum, want_text, 1e-5);
+}
+
+TEST_CASE("siglip_loss's rank form: each rank's images against all texts; over equal shares the batch's loss and gradients") {
+    const std::int64_t N = 6, E = 5, W = 3, b = N / W;
+    const tensor image = clip::l2_normalize(clip::rand_normal({N, E}, 31));
+    const tensor text = clip::l2_normalize(clip::rand_normal({N, E}, 32));
+    const float logit_scale = 1.9f, logit_bias = -2.0f;
+    const train::siglip_loss loss;
+    train::siglip_loss::cache whole;
+    const double expected = loss.forward(image, text, logit_scale, logit_bias, whole);
+    const tensor want_image = tensor::empty({N, E}), want_text = tensor::empty({N, E});
+    const train::siglip_loss::scalar_gradients want = loss.backward(whole, want_image, want_text);
+
+    double mean = 0.0, scale = 0.0, bias = 0.0;
+    const tensor image_rows = tensor::empty({N, E});
+    tensor text_sum = tensor::zeros({N, E});
+    for (std::int64_t r = 0; r < W; ++r) {
+        train::siglip_loss::cache c;
+        const tensor own = image.slice(0, r * b, (r + 1) * b).contiguous();
+        const auto objective = [&] { return static_cast<double>(loss.forward(own, text, logit_scale, logit_bias, c, r * b)); };
+        // One rank's loss against a double reference of its rows: −Σ log σ(y L) / b.
+        const std::vector<double> L = logits_double(image, text, std::exp(static_cast<double>(logit_scale)), logit_bias);
+        double reference = 0.0;
+        for (std::int64_t k = r * b; k < (r + 1) * b; ++k)
+            for (std::int64_t j = 0; j < N; ++j)
+                reference += std::log(1.0 + std::exp(-(k == j ? 1.0 : -1.0) * L[static_cast<std::size_t>(k * N + j)]));
+        const double value = objective();
+        CHECK(value == doctest::Approx(reference / static_cast<double>(b)).epsilon(1e-6));
+        mean += value / static_cast<double>(W);
+        const tensor gi = tensor::empty({b, E}), gt = tensor::empty({N, E});
+        const train::siglip_loss::scalar_gradients g = loss.backward(c, gi, gt, 1.0f / static_cast<float>(W)); // DDP's average
+        if (r == 1) {
+            const tensor unaveraged_image = clip::eval(gi * static_cast<float>(W));
+            check_gradient("image rows", own, unaveraged_image, objective, 2e-3, 1e-3f);
+            (void)objective();
+        }
+        scale += g.logit_scale;
+        bias += g.logit_bias;
+        image_rows.slice(0, r * b, (r + 1) * b).copy_from(gi);
+        text_sum = clip::eval(text_sum + gt);
+    }
+    CHECK(mean == doctest::Approx(expected).epsilon(1e-6));
+    CHECK(scale == doctest::Approx(want.logit_scale).epsilon(1e-5));
+    CHECK(bias == doctest::Approx(want.logit_bias).epsilon(1e-5));
+    clip::test::check_close(image_rows, want_image, 1e-5);
+    clip::test::check_close(text_sum, want_text, 1e-5);
+    train::siglip_loss::cache c;
+    CHECK_THROWS_AS(loss.forward(image.slice(0, 0, 2).contiguous(), text, logit_scale, logit_bias, c, 5), clip::shape_error);
 }
 
 TEST_CASE("clamp_logit_scale keeps the temperature in [0, ln 100]") {

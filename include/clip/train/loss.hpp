@@ -1,5 +1,5 @@
-// clip/train/loss.hpp: the contrastive losses, OpenCLIP's ClipLoss and SigLipLoss (world size 1),
-// and ClipLoss's local form for a rank of several (local_clip_loss).
+// clip/train/loss.hpp: the contrastive losses, OpenCLIP's ClipLoss and SigLipLoss, and ClipLoss's
+// local form for a rank of several (local_clip_loss; siglip_loss has its rank form built in).
 //
 // Both take L2-normalised features i, t [N, E] (row k of each is a matching pair) and the log
 // temperature t' (the `logit_scale` parameter), s = exp(t'):
@@ -9,11 +9,15 @@
 //             loss = (CE(L, arange N) + CE(Lᵀ, arange N)) / 2,   CE = mean softmax cross-entropy
 //   backward  dL = (softmax_rows(L) − I + softmax_columns(L) − I) / (2N)
 //             di = s · dL t,   dt = s · dLᵀ i,   dt' = Σ dL ⊙ L          (∂L/∂t' = L)
-// siglip_loss (open_clip.loss.SigLipLoss; the SigLIP paper's t' = ln 10, b = −10 start):
-//   forward   L = s · i tᵀ + b,   y = 2I − 1  (+1 for pairs, −1 otherwise)
-//             loss = −Σ log σ(y ⊙ L) / N
-//   backward  dL = −y ⊙ σ(−y ⊙ L) / N
-//             di = s · dL t,   dt = s · dLᵀ i,   dt' = Σ dL ⊙ (L − b),   db = Σ dL
+// siglip_loss (open_clip.loss.SigLipLoss; the SigLIP paper's t' = ln 10, b = −10 start): the
+// images i [n, E] are rows [o, o + n) of the batch whose texts are t [N, E]; in one process
+// n = N and o = 0, on a rank of several i is its own images and t every rank's texts
+// (OpenCLIP's world_size > 1 form: the other ranks' texts are negatives, the loss is divided by
+// the local n, and DDP's average over ranks makes it the whole batch's).
+//   forward   L = s · i tᵀ + b   [n, N],   y = +1 at (k, o + k) (the pairs), −1 otherwise
+//             loss = −Σ log σ(y ⊙ L) / n
+//   backward  dL = −y ⊙ σ(−y ⊙ L) / n
+//             di = s · dL t  [n, E],   dt = s · dLᵀ i  [N, E],   dt' = Σ dL ⊙ (L − b),   db = Σ dL
 // The similarity products are clip::matmul, the backward ones on a transposed view of dL. s is
 // applied outside the products (to the logits, and folded into dL), as PyTorch does, and because
 // it changes every step while a product's scale is part of its oneDNN plan. Sums over the N²
@@ -216,9 +220,10 @@ struct local_clip_loss {
 
 struct siglip_loss {
     struct cache {
-        tensor image, text;         // i, t [N, E]
-        detail::buffer logits;      // L [N, N]
-        detail::buffer grad_logits; // s · dL [N, N]
+        tensor image, text;         // i [n, E], t [N, E]
+        std::int64_t offset = 0;    // o: the batch row of image row 0
+        detail::buffer logits;      // L [n, N]
+        detail::buffer grad_logits; // s · dL [n, N]
         float scale = 1.0f, bias = 0.0f;
     };
     struct scalar_gradients {
@@ -226,23 +231,31 @@ struct siglip_loss {
         float logit_bias = 0.0f;
     };
 
-    float forward(const tensor& image, const tensor& text, float logit_scale, float logit_bias, cache& c) const {
-        detail::check_features(image, text, "siglip_loss");
-        const std::int64_t N = image.size(0);
+    /// image [n, E] (rows [offset, offset + n) of the batch), text [N, E], both normalised -> the loss.
+    float forward(const tensor& image, const tensor& text, float logit_scale, float logit_bias, cache& c,
+                  std::int64_t offset = 0) const {
+        detail::require_buffer(image, image.shape(), "siglip_loss", "image features");
+        detail::require_buffer(text, text.shape(), "siglip_loss", "text features");
+        detail::check<shape_error>(image.ndim() == 2 && text.ndim() == 2 && image.size(1) == text.size(1) && offset >= 0 &&
+                                       offset + image.size(0) <= text.size(0),
+                                   "siglip_loss: image features ", image.shape(), " (from row ", offset, ") and text features ",
+                                   text.shape(), " must be [n, E] and [N, E] with the images' rows within the texts'");
+        const std::int64_t n = image.size(0), N = text.size(0);
         c.image = image;
         c.text = text;
+        c.offset = offset;
         c.scale = std::exp(logit_scale);
         c.bias = logit_bias;
-        const tensor& L = detail::reuse(c.logits, {N, N});
+        const tensor& L = detail::reuse(c.logits, {n, N});
         matmul_into(L, image, text.t());
         assign(L, L * c.scale + logit_bias);
         const float* l = L.data<float>();
-        std::vector<double> partial(static_cast<std::size_t>(N));
-        detail::parallel_for(N, N * 4, [&](std::int64_t first, std::int64_t last) {
+        std::vector<double> partial(static_cast<std::size_t>(n));
+        detail::parallel_for(n, N * 4, [&](std::int64_t first, std::int64_t last) {
             for (std::int64_t r = first; r < last; ++r) {
                 double sum = 0.0;
                 for (std::int64_t j = 0; j < N; ++j) {
-                    const double z = (r == j ? 1.0 : -1.0) * l[r * N + j];
+                    const double z = (j == offset + r ? 1.0 : -1.0) * l[r * N + j];
                     sum += std::min(z, 0.0) - std::log1p(std::exp(-std::abs(z))); // log σ(z), stably
                 }
                 partial[static_cast<std::size_t>(r)] = sum;
@@ -250,22 +263,23 @@ struct siglip_loss {
         });
         double total = 0.0;
         for (double p : partial) total += p;
-        return static_cast<float>(-total / static_cast<double>(N));
+        return static_cast<float>(-total / static_cast<double>(n));
     }
 
+    /// -> grad_image [n, E], grad_text [N, E] (written); returns d loss / d logit_scale, logit_bias.
     scalar_gradients backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
-        const std::int64_t N = c.logits.size(0);
-        const tensor& dL = detail::reuse(c.grad_logits, {N, N});
+        const std::int64_t n = c.logits.size(0), N = c.logits.size(1), o = c.offset;
+        const tensor& dL = detail::reuse(c.grad_logits, {n, N});
         const float* l = c.logits.data<float>();
         float* d = dL.data<float>();
-        const double weight = static_cast<double>(grad_loss) / static_cast<double>(N);
-        std::vector<double> partial_scale(static_cast<std::size_t>(N)), partial_bias(static_cast<std::size_t>(N));
-        detail::parallel_for(N, N * 4, [&](std::int64_t first, std::int64_t last) {
+        const double weight = static_cast<double>(grad_loss) / static_cast<double>(n);
+        std::vector<double> partial_scale(static_cast<std::size_t>(n)), partial_bias(static_cast<std::size_t>(n));
+        detail::parallel_for(n, N * 4, [&](std::int64_t first, std::int64_t last) {
             for (std::int64_t r = first; r < last; ++r) {
                 double sum_scale = 0.0, sum_bias = 0.0;
                 for (std::int64_t j = 0; j < N; ++j) {
-                    const double y = r == j ? 1.0 : -1.0, v = l[r * N + j];
-                    const double g = -weight * y / (1.0 + std::exp(y * v)); // −y·σ(−y·L)/N
+                    const double y = j == o + r ? 1.0 : -1.0, v = l[r * N + j];
+                    const double g = -weight * y / (1.0 + std::exp(y * v)); // −y·σ(−y·L)/n
                     d[r * N + j] = static_cast<float>(g * c.scale);
                     sum_scale += g * (v - c.bias);
                     sum_bias += g;

@@ -35,8 +35,15 @@
 // gather_with_grad the result is the gradient of the global batch, equal to one process
 // training on it up to float rounding. The all-reduce sums the whole gradient block: zero the
 // gradients before each distributed backward (a training step does). A ResNet's BatchNorm
-// statistics are broadcast from rank 0 before each forward (DDP's broadcast_buffers); SigLIP and
-// gradient accumulation run in a world of one only.
+// statistics are broadcast from rank 0 before each forward (DDP's broadcast_buffers).
+// SigLIP over several ranks is OpenCLIP's: each rank's images against every rank's texts (only
+// the texts are gathered), divided by its own rows, the texts' gradient always summed back onto
+// their owners (OpenCLIP exchanges them with grad whatever --gather-with-grad says; local_loss
+// does not apply). Gradient accumulation (forward_backward_accumulated) over several ranks
+// gathers the features of all of a rank's micro-batches once, takes the loss and its feature
+// gradient once, and all-reduces once after the last micro-batch's backward: the gradient of
+// the whole step (every rank's every micro-batch), with the same gather_with_grad / local_loss
+// semantics.
 #pragma once
 
 #include <variant>
@@ -102,83 +109,47 @@ public:
                                    "clip_model: ", images.ndim() == 4 ? images.size(0) : -1, " images and ",
                                    ids.ndim() == 2 ? ids.size(0) : -1, " texts: a batch needs one text per image (images ",
                                    images.shape(), ", ids ", ids.shape(), ")");
-        if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
-            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
-            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
-        }
-        const tensor& i = normalize_.forward(encode_image(images), image_norm_);
-        const tensor& t = normalize_.forward(text_.forward(ids, text_cache_), text_norm_);
-        const float scale = store_->at("logit_scale").value.item<float>();
-        if (distributed()) return forward_gathered(i, t, scale);
-        if (store_->kind() == objective::siglip)
-            return siglip_.forward(i, t, scale, store_->at("logit_bias").value.item<float>(), siglip_cache_);
-        return clip_.forward(i, t, scale, clip_cache_);
+        const auto [i, t] = encode(images, ids);
+        return loss_forward(i, t);
     }
 
     /// Adds grad_loss · d loss / d θ to every parameter's gradient (forward must come first).
     void backward(float grad_loss = 1.0f) {
-        if (distributed()) return backward_gathered(grad_loss);
-        const tensor& di = detail::reuse(grad_image_, image_norm_.output.shape());
-        const tensor& dt = detail::reuse(grad_text_, text_norm_.output.shape());
-        float* grad_scale = store_->at("logit_scale").grad.data<float>();
-        if (store_->kind() == objective::siglip) {
-            const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
-            *grad_scale += g.logit_scale;
-            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
-        } else {
-            *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
-        }
-        normalize_.backward(di, image_norm_, di);
-        normalize_.backward(dt, text_norm_, dt);
-        backward_image(di);
-        text_.backward(dt, text_cache_);
+        const auto [di, dt] = loss_backward(grad_loss);
+        backward_towers(di, dt, /*all_reduce*/ true);
     }
 
     /// forward + backward over `images`/`ids` split into `micro_batches` consecutive parts, with
     /// the loss still over the whole batch (OpenCLIP's --accum-freq): the gradients are those of
     /// the whole batch, while activations are kept for one part at a time. Every part's features
     /// are computed first without backward; the loss and its gradient with respect to each
-    /// feature are computed once over all of them; then each part runs forward again and
-    /// backward with its rows of that gradient. Returns the loss.
+    /// feature are computed once over all of them (over several ranks: every rank's, gathered
+    /// once); then each part runs forward again and backward with its rows of that gradient, and
+    /// over several ranks the gradients are all-reduced once, after the last part. Every rank
+    /// calls it in the same step (with its own rows; at least `micro_batches` of them). Returns
+    /// the loss (this rank's share of it under a local loss, as forward's).
     float forward_backward_accumulated(const tensor& images, const tensor& ids, std::int64_t micro_batches,
                                        float grad_loss = 1.0f) {
         detail::check<shape_error>(images.ndim() == 4 && ids.ndim() == 2 && images.size(0) == ids.size(0),
                                    "clip_model: a batch needs one text per image (images ", images.shape(), ", ids ", ids.shape(), ")");
         const std::int64_t n = images.size(0);
-        detail::check(!distributed(), "clip_model: gradient accumulation over several ranks is not implemented; use --accum-freq 1");
         detail::check(micro_batches >= 1 && micro_batches <= n, "clip_model: ", micro_batches, " micro-batches for a batch of ", n);
         const auto part = [&](std::int64_t p) { return std::pair{n * p / micro_batches, n * (p + 1) / micro_batches}; };
         const std::int64_t E = store_->config().embed_dim;
-        const tensor& all_i = detail::reuse(all_image_, {n, E});
-        const tensor& all_t = detail::reuse(all_text_, {n, E});
+        const tensor& step_i = detail::reuse(step_image_, {n, E});
+        const tensor& step_t = detail::reuse(step_text_, {n, E});
         for (std::int64_t p = 0; p < micro_batches; ++p) {
             const auto [a, b] = part(p);
-            all_i.slice(0, a, b).copy_from(normalize_.forward(encode_image(images.slice(0, a, b)), image_norm_));
-            all_t.slice(0, a, b).copy_from(normalize_.forward(text_.forward(ids.slice(0, a, b), text_cache_), text_norm_));
+            const auto [i, t] = encode(images.slice(0, a, b), ids.slice(0, a, b));
+            step_i.slice(0, a, b).copy_from(i);
+            step_t.slice(0, a, b).copy_from(t);
         }
-        const float scale = store_->at("logit_scale").value.item<float>();
-        const tensor& di = detail::reuse(grad_image_, {n, E});
-        const tensor& dt = detail::reuse(grad_text_, {n, E});
-        float loss = 0.0f;
-        float* grad_scale = store_->at("logit_scale").grad.data<float>();
-        if (store_->kind() == objective::siglip) {
-            loss = siglip_.forward(all_i, all_t, scale, store_->at("logit_bias").value.item<float>(), siglip_cache_);
-            const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
-            *grad_scale += g.logit_scale;
-            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
-        } else {
-            loss = clip_.forward(all_i, all_t, scale, clip_cache_);
-            *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
-        }
+        const float loss = loss_forward(step_i, step_t);
+        const auto [di, dt] = loss_backward(grad_loss);
         for (std::int64_t p = 0; p < micro_batches; ++p) {
             const auto [a, b] = part(p);
-            const tensor di_p = di.slice(0, a, b), dt_p = dt.slice(0, a, b);
-            (void)normalize_.forward(encode_image(images.slice(0, a, b)), image_norm_);
-            normalize_.backward(di_p, image_norm_, di_p);
-            backward_image(di_p);
-            (void)normalize_.forward(text_.forward(ids.slice(0, a, b), text_cache_), text_norm_);
-            normalize_.backward(dt_p, text_norm_, dt_p);
-            text_.backward(dt_p, text_cache_);
+            (void)encode(images.slice(0, a, b), ids.slice(0, a, b));
+            backward_towers(di.slice(0, a, b), dt.slice(0, a, b), /*all_reduce*/ p == micro_batches - 1);
         }
         return loss;
     }
@@ -202,9 +173,27 @@ private:
     /// The span of a contiguous f32 tensor.
     static std::span<float> floats(const tensor& t) { return {t.data<float>(), static_cast<std::size_t>(t.numel())}; }
 
-    float forward_gathered(const tensor& i, const tensor& t, float scale) {
-        detail::check(store_->kind() == objective::clip, "clip_model: SigLIP over several ranks is not implemented");
-        const std::int64_t n = i.size(0), E = i.size(1);
+    /// images [N, 3, R, R], ids [N, ctx] -> the normalised features i, t [N, E] (the
+    /// normalisation caches' outputs, valid until the next call).
+    std::pair<tensor, tensor> encode(const tensor& images, const tensor& ids) {
+        if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
+            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
+            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
+        }
+        const tensor& i = normalize_.forward(encode_image(images), image_norm_);
+        const tensor& t = normalize_.forward(text_.forward(ids, text_cache_), text_norm_);
+        return {i, t};
+    }
+
+    /// This rank's normalised features i, t [n, E] (contiguous, alive until loss_backward) ->
+    /// the loss; over several ranks after gathering every rank's features (SigLIP: texts only).
+    float loss_forward(const tensor& i, const tensor& t) {
+        const float scale = store_->at("logit_scale").value.item<float>();
+        const bool siglip = store_->kind() == objective::siglip;
+        const float bias = siglip ? store_->at("logit_bias").value.item<float>() : 0.0f;
+        rows_ = i.size(0);
+        if (!distributed()) return siglip ? siglip_.forward(i, t, scale, bias, siglip_cache_) : clip_.forward(i, t, scale, clip_cache_);
+        const std::int64_t n = rows_, E = i.size(1);
         const std::vector<std::int64_t> rows = world_->all_gather_value(n);
         offset_ = 0;
         std::int64_t B = 0;
@@ -214,27 +203,52 @@ private:
             B += rows[r];
             element_counts_.push_back(rows[r] * E);
         }
-        const tensor& all_i = detail::reuse(all_image_, {B, E});
         const tensor& all_t = detail::reuse(all_text_, {B, E});
-        world_->all_gather(floats(i), floats(all_i), element_counts_);
         world_->all_gather(floats(t), floats(all_t), element_counts_);
+        if (siglip) return siglip_.forward(i, all_t, scale, bias, siglip_cache_, offset_);
+        const tensor& all_i = detail::reuse(all_image_, {B, E});
+        world_->all_gather(floats(i), floats(all_i), element_counts_);
         if (world_options_.local_loss) return local_.forward(all_i, all_t, offset_, n, scale, local_cache_);
         return clip_.forward(all_i, all_t, scale, clip_cache_);
     }
 
-    void backward_gathered(float grad_loss) {
-        const std::int64_t n = image_norm_.output.size(0), E = image_norm_.output.size(1), B = all_image_.size(0);
-        const tensor& dI = detail::reuse(grad_all_image_, {B, E});
-        const tensor& dT = detail::reuse(grad_all_text_, {B, E});
-        const float d_scale = world_options_.local_loss ? local_.backward(local_cache_, dI, dT, grad_loss)
-                                                        : clip_.backward(clip_cache_, dI, dT, grad_loss);
-        // DDP averages the ranks' gradients; every gradient is linear in the features' and
-        // logit_scale's, so the 1/W is applied to those here rather than to the whole gradient
-        // block after the all-reduce.
-        const float average = 1.0f / static_cast<float>(world_->size());
-        *store_->at("logit_scale").grad.data<float>() += d_scale * average;
+    /// -> the gradient of (grad_loss ·) the loss, averaged over the ranks as DDP does, with
+    /// respect to this rank's features di, dt [n, E]; adds logit_scale's (and logit_bias's).
+    std::pair<tensor, tensor> loss_backward(float grad_loss) {
+        const std::int64_t n = rows_, E = store_->config().embed_dim;
         const tensor& di = detail::reuse(grad_image_, {n, E});
         const tensor& dt = detail::reuse(grad_text_, {n, E});
+        float* grad_scale = store_->at("logit_scale").grad.data<float>();
+        const bool siglip = store_->kind() == objective::siglip;
+        if (!distributed()) {
+            if (siglip) {
+                const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
+                *grad_scale += g.logit_scale;
+                *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
+            } else {
+                *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
+            }
+            return {di, dt};
+        }
+        // DDP averages the ranks' gradients; every gradient is linear in the features' and the
+        // scalars', so the 1/W is applied to those here rather than to the whole gradient block
+        // after the all-reduce.
+        const float average = 1.0f / static_cast<float>(world_->size());
+        const std::int64_t B = all_text_.size(0);
+        const tensor& dT = detail::reuse(grad_all_text_, {B, E});
+        if (siglip) {
+            // The own images' gradient stays here; every rank's gradient of rank r's texts is
+            // summed onto rank r.
+            const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dT, grad_loss * average);
+            *grad_scale += g.logit_scale;
+            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
+            world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
+            return {di, dt};
+        }
+        const tensor& dI = detail::reuse(grad_all_image_, {B, E});
+        const float d_scale = world_options_.local_loss ? local_.backward(local_cache_, dI, dT, grad_loss)
+                                                        : clip_.backward(clip_cache_, dI, dT, grad_loss);
+        *grad_scale += d_scale * average;
         if (world_options_.gather_with_grad && world_options_.local_loss) {
             world_->reduce_scatter_sum(floats(dI), floats(di), element_counts_);
             world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
@@ -247,9 +261,20 @@ private:
             assign(di, dI.slice(0, offset_, offset_ + n) * factor);
             assign(dt, dT.slice(0, offset_, offset_ + n) * factor);
         }
+        return {di, dt};
+    }
+
+    /// d normalised features di, dt [n, E] of the last encode (overwritten) -> every parameter's
+    /// gradient; over several ranks with `all_reduce`, then averaged over the ranks: the image
+    /// tower's bucket is reduced on a helper thread while the text tower's backward runs.
+    void backward_towers(const tensor& di, const tensor& dt, bool all_reduce) {
         normalize_.backward(di, image_norm_, di);
         normalize_.backward(dt, text_norm_, dt);
         backward_image(di);
+        if (!distributed() || !all_reduce) {
+            text_.backward(dt, text_cache_);
+            return;
+        }
         const std::span<float> all = floats(store_->gradient_block());
         const auto [first, last] = visual_bucket_;
         std::unique_ptr<dist::pending> visual = world_->all_reduce_sum_async(all.subspan(first, last - first));
@@ -296,14 +321,16 @@ private:
     clip_loss::cache clip_cache_;
     local_clip_loss::cache local_cache_;
     siglip_loss::cache siglip_cache_;
-    detail::buffer grad_image_, grad_text_; // [N, E]
-    detail::buffer all_image_, all_text_;   // [N, E]: every micro-batch's (or rank's) normalised features
+    detail::buffer grad_image_, grad_text_;         // [n, E]: the loss's gradient, this rank's rows
+    detail::buffer step_image_, step_text_;         // [n, E]: every micro-batch's normalised features
+    detail::buffer all_image_, all_text_;           // [B, E]: every rank's normalised features
     detail::buffer grad_all_image_, grad_all_text_; // [B, E]: the loss's gradient, every rank's rows
     dist::communicator* world_ = nullptr;
     world_options world_options_;
     std::pair<std::int64_t, std::int64_t> visual_bucket_{0, 0}; // the image tower's range of the gradient block
     std::vector<std::int64_t> element_counts_;                 // per rank: its rows · E
     std::int64_t offset_ = 0;                                  // this rank's first row in the batch
+    std::int64_t rows_ = 0;                                    // n: this rank's rows in the last loss
 };
 
 } // namespace clip::train
