@@ -3,10 +3,11 @@
 # with --ort, ONNX Runtime (../shared/peers/bench_ort.sh), on the same models, batches and
 # threads, alternating the programs (A B A B ...) in one sitting as the peers' README asks, and
 # reporting the median of each and the ratio. Usage:
-#   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T] [--train]
+#   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T] [--train] [--int8]
 # --train times training steps (the `small` configuration at batch 32, ViT-B/32 at batch 8:
 # both towers, ClipLoss, backward, AdamW) instead of the encoders; CLIP_PEERS_CONFIGS
-# ("model task batch" lines) sets any other list.
+# ("model task batch" lines) sets any other list. --int8 times clip with --precision int8 (the
+# peers stay fp32, as the int8 target is stated against them).
 # Needs ../shared/peers/setup.sh to have been run once (it installs Debian's python3-torch).
 set -euo pipefail
 
@@ -16,12 +17,14 @@ rounds=2
 threads=2
 with_ort=0
 train=0
+clip_precision=f32
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) rounds="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --ort) with_ort=1; shift ;;
         --train) train=1; shift ;;
+        --int8) clip_precision=int8; shift ;;
         *) build="$1"; shift ;;
     esac
 done
@@ -48,6 +51,7 @@ for config in "${configs[@]}"; do
     read -r model task batch <<< "$config"
     for ((r = 0; r < rounds; ++r)); do
         "$clip_exe" bench --model "$model" --task "$task" --batch "$batch" --threads "$threads" --iters 5 --json \
+            --precision "$clip_precision" \
             >> "$results/clip.jsonl"
         /usr/bin/python3 "$peers/bench_torch.py" --model "$model" --task "$task" --batch "$batch" \
             --threads "$threads" 2>/dev/null | tail -n 1 >> "$results/torch.jsonl"

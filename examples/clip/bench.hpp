@@ -39,6 +39,7 @@ struct bench_options {
     std::string text_length = "full";
     std::string device = "cpu";
     std::string dtype = "float32";
+    std::string precision = "f32";
     bool tf32 = false;
 };
 
@@ -48,6 +49,9 @@ inline CLI::App* add_bench_command(CLI::App& app, bench_options& o) {
     cmd->add_option("--config", o.config, "Model config JSON for a checkpoint; default: infer from shapes");
     cmd->add_option("--device", o.device, "cpu, or cuda / cuda:N (weights and inputs on the GPU, timed to completion)")
         ->capture_default_str();
+    cmd->add_option("--precision", o.precision, "f32, or int8 (CPU: int8 transformer products, see docs/models.md)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"f32", "int8"}));
     cmd->add_flag("--tf32", o.tf32, "On CUDA, let f32 products use TF32 tensor cores");
     cmd->add_option("--dtype", o.dtype, "Weights and products on CUDA: float32, bfloat16 or float16 (f32 accumulation)")
         ->capture_default_str()
@@ -151,6 +155,10 @@ inline void run_bench(const bench_options& o) {
                                              : open_model(o.model, o.config);
     const clip::dtype weights = o.dtype == "bfloat16" ? clip::dtype::bf16 : o.dtype == "float16" ? clip::dtype::f16 : clip::dtype::f32;
     if (where.is_cuda() || weights != clip::dtype::f32) opened.model = opened.model.to(where, weights);
+    if (o.precision == "int8") {
+        if (train_task) throw clip::error("bench: --precision int8 is for inference; --task train_step trains in f32");
+        opened.model = opened.model.quantized_int8();
+    }
     const clip::clip_config& c = opened.model.config();
     const bool image_task = o.task == "encode_image";
     // train_step: both towers, ClipLoss, backward and AdamW (lr 1e-5, weight decay 0.1) on one
@@ -201,7 +209,7 @@ inline void run_bench(const bench_options& o) {
             row["batch"] = batch;
             row["threads"] = threads;
             row["device"] = where.is_cuda() ? "cuda" : "cpu";
-            row["dtype"] = weights != clip::dtype::f32 ? o.dtype : where.is_cuda() && o.tf32 ? "tf32" : "float32";
+            row["dtype"] = o.precision == "int8" ? "int8" : weights != clip::dtype::f32 ? o.dtype : where.is_cuda() && o.tf32 ? "tf32" : "float32";
             if (!image_task) row["text_length"] = o.text_length;
             if (train_task) row["variant"] = "clip_loss+adamw";
             row["items_per_s"] = detail::rounded(batch / median, 3);

@@ -28,6 +28,7 @@ namespace clip_tool {
 
 struct embed_options {
     std::string device = "cpu";
+    std::string precision = "f32";
     std::string model;
     std::string config;
     std::string images_from;
@@ -66,6 +67,9 @@ inline CLI::App* add_embed_command(CLI::App& app, embed_options& o) {
     cmd->add_option("--batch", o.batch, "Rows encoded at a time (bounds memory)")->capture_default_str()->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
     cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
+    cmd->add_option("--precision", o.precision, "f32, or int8 on the CPU (int8 transformer products)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"f32", "int8"}));
     cmd->footer("Row order: image_embeds holds the --images-from rows, then the --image files, in the order given;\n"
                 "text_embeds holds the --tokens-from rows, then the --text strings, in the order given.\n"
                 "Writes the encoder outputs before L2 normalisation, atomically: on any error nothing is written.\n"
@@ -127,6 +131,7 @@ inline void run_embed(const embed_options& o) {
     }
     opened_model opened = open_model(o.model, o.config);
     if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
+    if (o.precision == "int8") opened.model = opened.model.quantized_int8();
     // After the model, so that a mistyped --model is reported as such rather than as a missing
     // vocabulary beside it.
     std::optional<clip::tokenizer> tokenizer;

@@ -24,6 +24,7 @@ namespace clip_tool {
 
 struct zeroshot_options {
     std::string device = "cpu";
+    std::string precision = "f32";
     std::string model;
     std::string config;
     std::string vocab;
@@ -63,6 +64,9 @@ inline CLI::App* add_zeroshot_command(CLI::App& app, zeroshot_options& o) {
     cmd->add_option("--batch", o.batch, "Images (and prompts ×8) encoded at a time")->capture_default_str()->check(at_least(1));
     cmd->add_option("--threads", o.threads, "Threads (default: CLIP_NUM_THREADS, else all cores)")->check(at_least(1));
     cmd->add_option("--device", o.device, "Where the model runs: cpu, cuda or cuda:N")->capture_default_str();
+    cmd->add_option("--precision", o.precision, "f32, or int8 on the CPU (int8 transformer products)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"f32", "int8"}));
     cmd->add_option("images", o.images, "Image files (JPEG, PNG)")->required()->type_name("IMAGE");
     cmd->footer("Probabilities are softmax(exp(logit_scale) * cosine) over the labels, the class embeddings averaged\n"
                 "over the templates as in CLIP's ImageNet notebook.\n"
@@ -95,6 +99,7 @@ inline std::size_t run_zeroshot(const zeroshot_options& o) {
     const std::vector<std::string> templates = zeroshot_templates(o);
     opened_model opened = open_model(o.model, o.config);
     if (const clip::device where = parse_device(o.device); where.is_cuda()) opened.model = opened.model.to(where);
+    if (o.precision == "int8") opened.model = opened.model.quantized_int8();
     const clip::tokenizer tokenizer = load_tokenizer(o.vocab, opened, o.model);
 
     const clip::zero_shot_classifier classifier(opened.model, tokenizer, labels, templates,

@@ -67,6 +67,7 @@ public:
     /// (activations are converted per product, as PyTorch's autocast does); layer norms, softmax
     /// and embeddings stay f32, and features come out f32.
     model to(clip::device where, dtype weights = dtype::f32) const {
+        detail::check<device_error>(!int8_ || where.is_cpu(), "model::to: an int8 model runs on the CPU only");
         detail::check<dtype_error>(weights == dtype::f32 || ((weights == dtype::bf16 || weights == dtype::f16) && where.is_cuda()),
                                    "model::to: weights of ", weights, " on ", where,
                                    " (f32 anywhere; bf16 or f16 on CUDA devices)");
@@ -77,6 +78,21 @@ public:
         m.device_ = where;
         return m;
     }
+    /// A copy whose transformer linear layers (and a ModifiedResNet's attention pool) run in
+    /// int8 on the CPU: weights quantised per output channel, activations per token at run time,
+    /// s32 accumulation, f32 everywhere else (backend/cpu/int8.hpp). Features stay within cosine
+    /// 0.99 of f32 on the reference models (tests/backend/int8_test.cpp).
+    model quantized_int8() const {
+        detail::check<device_error>(device_.is_cpu(), "model::quantized_int8: int8 products run on the CPU; the model is on ", device_);
+        model m = *this;
+        m.visual_ = std::visit([&](const auto& tower) -> std::variant<vision_transformer, modified_resnet> { return tower.quantized(); },
+                               visual_);
+        m.text_ = text_.quantized();
+        m.int8_ = true;
+        return m;
+    }
+    bool is_int8() const noexcept { return int8_; }
+
     /// Where the weights live.
     clip::device device() const noexcept { return device_; }
 
@@ -142,6 +158,7 @@ private:
     std::optional<naming_scheme> scheme_;
     std::int64_t parameters_ = 0;
     clip::device device_ = clip::device::cpu();
+    bool int8_ = false;
 };
 
 } // namespace clip

@@ -160,6 +160,14 @@ struct modified_resnet {
         return m;
     }
 
+    /// The tower with int8 attention-pool products (the convolutions stay f32).
+    modified_resnet quantized() const {
+        modified_resnet m = *this;
+        m.attnpool = {attnpool.positional_embedding, attnpool.q_proj.quantized(), attnpool.k_proj.quantized(),
+                      attnpool.v_proj.quantized(), attnpool.c_proj.quantized(), attnpool.heads};
+        return m;
+    }
+
     /// The tower with its weights on `where`.
     modified_resnet to(device where, dtype weights = dtype::f32) const {
         modified_resnet m = *this;

@@ -46,6 +46,13 @@ struct text_transformer {
         return m;
     }
 
+    /// The tower with int8 transformer products (embeddings and projection stay f32).
+    text_transformer quantized() const {
+        text_transformer m = *this;
+        m.transformer = transformer.quantized();
+        return m;
+    }
+
     /// The tower with its weights on `where`.
     text_transformer to(device where, dtype weights = dtype::f32) const {
         text_transformer m = *this;

@@ -41,6 +41,13 @@ struct vision_transformer {
         return m;
     }
 
+    /// The tower with int8 transformer products (the patch embedding and projection stay f32).
+    vision_transformer quantized() const {
+        vision_transformer m = *this;
+        m.transformer = transformer.quantized();
+        return m;
+    }
+
     /// The tower with its weights on `where`.
     vision_transformer to(device where, dtype weights = dtype::f32) const {
         vision_transformer m = *this;

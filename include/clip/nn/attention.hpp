@@ -29,6 +29,8 @@ struct multihead_attention {
                 linear::load(source, prefix + ".out_proj", width, width), heads};
     }
 
+    multihead_attention quantized() const { return {in_proj.quantized(), out_proj.quantized(), heads}; }
+
     multihead_attention to(device where, dtype weights = dtype::f32) const {
         return {in_proj.to(where, weights), out_proj.to(where, weights), heads};
     }

@@ -6,6 +6,9 @@
 
 #include "clip/nn/parameters.hpp"
 #include "clip/ops/matmul.hpp"
+#if defined(CLIP_WITH_ONEDNN)
+#include "clip/backend/cpu/int8.hpp"
+#endif
 
 namespace clip::nn {
 
@@ -13,9 +16,14 @@ struct linear {
     tensor weight;          // [out, in]
     tensor bias;            // [out] or undefined
     packed_weights packed;  // weight.t(), [in, out]
+#if defined(CLIP_WITH_ONEDNN)
+    std::shared_ptr<const detail::int8::weights> int8; // set by quantized(): products run in int8
+#endif
 
     static linear from(tensor weight, tensor bias = {}) {
-        linear l{std::move(weight), std::move(bias), {}};
+        linear l;
+        l.weight = std::move(weight);
+        l.bias = std::move(bias);
         l.packed = packed_weights(l.weight.t());
         return l;
     }
@@ -30,11 +38,33 @@ struct linear {
         return from(weight.to(where).to(weights), bias.defined() ? bias.to(where) : tensor{});
     }
 
+    /// The layer with int8 products (per-channel weights, per-row dynamic activations; see
+    /// backend/cpu/int8.hpp); the f32 weights stay for everything else.
+    linear quantized() const {
+#if defined(CLIP_WITH_ONEDNN)
+        detail::require_cpu(weight, "linear::quantized");
+        linear l = *this;
+        l.int8 = detail::int8::quantize_weights(weight);
+        return l;
+#else
+        throw backend_error("int8 inference needs clip built with oneDNN (-Donednn=enabled)");
+#endif
+    }
+
     std::int64_t in_features() const { return weight.size(1); }
     std::int64_t out_features() const { return weight.size(0); }
 
     /// x: [..., in] -> act(x Wᵀ + b) + residual: [..., out]
     tensor operator()(const tensor& x, activation act = activation::none, const tensor& residual = {}) const {
+#if defined(CLIP_WITH_ONEDNN)
+        if (int8) {
+            shape out_shape = x.shape();
+            out_shape[out_shape.size() - 1] = out_features();
+            tensor out = tensor::empty(out_shape);
+            detail::int8::linear(out, x, *int8, {.bias = bias, .act = act, .residual = residual});
+            return out;
+        }
+#endif
         return matmul(x, packed, {.bias = bias, .act = act, .residual = residual});
     }
 };

@@ -30,6 +30,8 @@ struct residual_block {
                 linear::load(source, prefix + ".mlp.c_proj", 4 * width, width), act};
     }
 
+    residual_block quantized() const { return {ln_1, attn.quantized(), ln_2, c_fc.quantized(), c_proj.quantized(), act}; }
+
     residual_block to(device where, dtype weights = dtype::f32) const {
         return {ln_1.to(where), attn.to(where, weights), ln_2.to(where), c_fc.to(where, weights), c_proj.to(where, weights), act};
     }
@@ -50,6 +52,12 @@ struct transformer {
         for (std::int64_t i = 0; i < layers; ++i)
             t.blocks.push_back(
                 residual_block::load(source, prefix + ".resblocks." + std::to_string(i), width, heads, act, eps));
+        return t;
+    }
+
+    transformer quantized() const {
+        transformer t;
+        for (const residual_block& b : blocks) t.blocks.push_back(b.quantized());
         return t;
     }
 
