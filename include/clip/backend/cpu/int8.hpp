@@ -81,6 +81,20 @@ inline std::shared_ptr<const weights> quantize_weights(const tensor& w_in) {
     return q;
 }
 
+/// A per-thread buffer `slot` seen as a contiguous tensor of shape `s`, valid until the next
+/// call with that slot on this thread.
+inline tensor scratch(int slot, const shape& s, dtype t) {
+    thread_local std::shared_ptr<void> buffers[3];
+    thread_local std::size_t capacities[3] = {};
+    const std::size_t bytes = static_cast<std::size_t>(s.numel()) * dtype_size(t);
+    auto& buffer = buffers[slot];
+    if (bytes > capacities[slot]) {
+        buffer = allocate(bytes, device::cpu());
+        capacities[slot] = bytes;
+    }
+    return tensor::from_blob(buffer.get(), s, t, buffer);
+}
+
 /// y [M, N] = act((x · Wqᵀ dequantised) + bias) + residual with x [M, K] quantised per row.
 inline void linear(const tensor& out, const tensor& x_in, const weights& w, const matmul_options& o) {
     const tensor x = x_in.to(dtype::f32).contiguous().view({-1, w.k});
@@ -88,25 +102,39 @@ inline void linear(const tensor& out, const tensor& x_in, const weights& w, cons
     check<shape_error>(out.numel() == M * N && out.is_contiguous(), "int8 linear: output of shape ", out.shape(),
                        " for ", M, " rows of ", N);
     if (M == 0) return;
-    // Per-row scales and the shifted u8 codes.
-    const tensor scale = tensor::empty({M, 1});
-    const tensor codes = tensor::empty({M, K}, dtype::u8);
+    // Per-row scales, the shifted u8 codes and the s32 sums live in per-thread buffers that grow
+    // to the largest layer and are then reused: fresh multi-megabyte blocks would be mapped and
+    // page-faulted in on every call.
+    const tensor scale = scratch(0, {M, 1}, dtype::f32);
+    const tensor codes = scratch(1, {M, K}, dtype::u8);
     const float* src = x.data<float>();
     float* sa = scale.data<float>();
     std::uint8_t* q = codes.data<std::uint8_t>();
     parallel_for(M, K * 3, [&](std::int64_t first, std::int64_t last) {
+        using xsimd::batch;
+        alignas(64) std::int32_t lanes[simd_width];
         for (std::int64_t row = first; row < last; ++row) {
             const float* r = src + row * K;
-            float m = 0.0f;
-            for (std::int64_t i = 0; i < K; ++i) m = std::max(m, std::abs(r[i]));
+            simd top(0.0f);
+            std::int64_t i = 0;
+            for (; i + simd_width <= K; i += simd_width) top = xsimd::max(top, xsimd::abs(simd::load_unaligned(r + i)));
+            float m = reduce_max(top);
+            for (; i < K; ++i) m = std::max(m, std::abs(r[i]));
             const float s = m > 0.0f ? m / 127.0f : 1.0f, inverse = 1.0f / s;
             std::uint8_t* d = q + row * K;
-            for (std::int64_t i = 0; i < K; ++i)
+            // round(x / s) + 128 in [1, 255]: vroundps (nearest even, as std::nearbyint), then the
+            // integer lanes narrowed to bytes.
+            for (i = 0; i + simd_width <= K; i += simd_width) {
+                const simd v = xsimd::nearbyint(simd::load_unaligned(r + i) * simd(inverse)) + simd(128.0f);
+                xsimd::batch_cast<std::int32_t>(xsimd::min(xsimd::max(v, simd(1.0f)), simd(255.0f))).store_aligned(lanes);
+                for (std::int64_t j = 0; j < simd_width; ++j) d[i + j] = static_cast<std::uint8_t>(lanes[j]);
+            }
+            for (; i < K; ++i)
                 d[i] = static_cast<std::uint8_t>(std::clamp(std::nearbyint(r[i] * inverse), -127.0f, 127.0f) + 128.0f);
             sa[row] = s;
         }
     });
-    const tensor acc = tensor::empty({M, N}, dtype::i32);
+    const tensor acc = scratch(2, {M, N}, dtype::i32);
     const auto& p = plan(M, K, N);
     onednn::guarded("int8 matmul: running the primitive", [&] {
         using dt = dnnl::memory::data_type;
