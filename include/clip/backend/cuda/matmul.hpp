@@ -66,6 +66,13 @@ inline std::uint32_t alignment(const void* p) noexcept {
     return a;
 }
 
+/// `t` as a matrix view, copied into `keep` first when neither of its strides is 1.
+inline matrix_view matrix_of(const tensor& t, tensor& keep) {
+    if (const std::optional<matrix_view> v = as_matrix(t)) return *v;
+    keep = t.contiguous();
+    return *as_matrix(keep);
+}
+
 struct plan_key {
     std::int64_t m, n, k, lda, ldb, ldc;
     bool a_row_major, b_row_major, bias, relu, residual, tf32;
@@ -205,29 +212,17 @@ inline void matmul(const tensor& out, const tensor& a, const tensor& b, const ma
                                                                                                    : o.residual.expand(out.shape()).to(dtype::f32).contiguous())
                                 : tensor{};
     // A 16-bit operand makes the product 16-bit; an f32 partner is converted for it.
-    if (a.dtype() != dtype::f32 || b.dtype() != dtype::f32) {
-        const dtype t = a.dtype() != dtype::f32 ? a.dtype() : b.dtype();
-        const tensor a16 = a.to(t), b16 = b.to(t);
-        const cudaDataType_t type = t == dtype::bf16 ? CUDA_R_16BF : CUDA_R_16F;
-        check<shape_error>(b16.ndim() == 2, "matmul: batched bf16/f16 products on CUDA are not supported");
-        const tensor a2 = a16.reshape({-1, s.k});
-        std::optional<matrix_view> av = as_matrix(a2), bv = as_matrix(b16);
-        tensor ac, bc;
-        if (!av) { ac = a2.contiguous(); av = as_matrix(ac); }
-        if (!bv) { bc = b16.contiguous(); bv = as_matrix(bc); }
-        matmul_2d(out.data<float>(), *av, *bv, a2.size(0), s.n, s.k, bias.defined() ? bias.data<float>() : nullptr, o.act,
-                  residual.defined() ? residual.data<float>() : nullptr, o.scale, index, type);
-        return;
-    }
-    // a's batch axes fold into M when a's rows are evenly spaced and b has no batch axes.
+    const bool half = a.dtype() != dtype::f32 || b.dtype() != dtype::f32;
+    const dtype t = a.dtype() != dtype::f32 ? a.dtype() : b.dtype();
+    check<shape_error>(!half || b.ndim() == 2, "matmul: batched bf16/f16 products on CUDA are not supported");
+    // a's batch axes fold into M when b has no batch axes.
     if (b.ndim() == 2) {
-        const tensor a2 = a.reshape({-1, s.k});
-        std::optional<matrix_view> av = as_matrix(a2), bv = as_matrix(b);
+        const tensor a2 = a.to(t).reshape({-1, s.k}), b2 = b.to(t);
         tensor ac, bc;
-        if (!av) { ac = a2.contiguous(); av = as_matrix(ac); }
-        if (!bv) { bc = b.contiguous(); bv = as_matrix(bc); }
-        matmul_2d(out.data<float>(), *av, *bv, a2.size(0), s.n, s.k, bias.defined() ? bias.data<float>() : nullptr, o.act,
-                  residual.defined() ? residual.data<float>() : nullptr, o.scale, index);
+        const cudaDataType_t type = !half ? CUDA_R_32F : t == dtype::bf16 ? CUDA_R_16BF : CUDA_R_16F;
+        matmul_2d(out.data<float>(), matrix_of(a2, ac), matrix_of(b2, bc), a2.size(0), s.n, s.k,
+                  bias.defined() ? bias.data<float>() : nullptr, o.act, residual.defined() ? residual.data<float>() : nullptr,
+                  o.scale, index, type);
         return;
     }
     // Batched operands: one product per batch element.
@@ -238,12 +233,8 @@ inline void matmul(const tensor& out, const tensor& a, const tensor& b, const ma
     const tensor out3 = out.view({batches, s.m, s.n});
     const tensor res3 = residual.defined() ? residual.view({batches, s.m, s.n}) : tensor{};
     for (std::int64_t i = 0; i < batches; ++i) {
-        const tensor ai = a3.select(0, i), bi = b3.select(0, i);
-        std::optional<matrix_view> av = as_matrix(ai), bv = as_matrix(bi);
         tensor ac, bc;
-        if (!av) { ac = ai.contiguous(); av = as_matrix(ac); }
-        if (!bv) { bc = bi.contiguous(); bv = as_matrix(bc); }
-        matmul_2d(out3.select(0, i).data<float>(), *av, *bv, s.m, s.n, s.k, bias.defined() ? bias.data<float>() : nullptr,
+        matmul_2d(out3.select(0, i).data<float>(), matrix_of(a3.select(0, i), ac), matrix_of(b3.select(0, i), bc), s.m, s.n, s.k, bias.defined() ? bias.data<float>() : nullptr,
                   o.act, res3.defined() ? res3.select(0, i).data<float>() : nullptr, o.scale, index);
     }
 }

@@ -26,55 +26,34 @@ inline std::pair<tensor, std::int64_t> as_rows(const tensor& input) {
     return {x.contiguous(), width};
 }
 
-inline tensor layer_norm(const tensor& input, const tensor& weight, const tensor& bias, float eps) {
+/// Runs the row kernel `name` (one warp per row) over `input`'s rows into a new tensor; the
+/// kernel takes (in, row stride, out, rows, width, extra...).
+template <class... Extra>
+tensor run_rows(const tensor& input, const char* name, Extra... extra) {
     const auto [x, row_stride] = as_rows(input);
     tensor out = tensor::empty(x.shape(), dtype::f32, x.device());
-    const std::int64_t width = x.shape().back(), rows = width ? x.numel() / width : 0;
+    std::int64_t width = x.shape().back(), rows = width ? x.numel() / width : 0;
     if (rows == 0) return out;
     const int index = x.device().index;
     const float* in = x.data<float>();
     float* o = out.data<float>();
-    const float* w = weight.defined() ? weight.data<float>() : nullptr;
-    const float* b = bias.defined() ? bias.data<float>() : nullptr;
     std::int64_t stride = row_stride;
     int n = static_cast<int>(width);
     const unsigned blocks = static_cast<unsigned>((rows + 3) / 4);
-    launch(kernel(kernels_source(), "kernels", "layer_norm", index), dim3(blocks), dim3(128), 0, index,
-           {&in, &stride, &o, const_cast<std::int64_t*>(&rows), &n, &w, &b, &eps}, "CUDA layer_norm launch");
+    launch(kernel(kernels_source(), "kernels", name, index), dim3(blocks), dim3(128), 0, index,
+           {&in, &stride, &o, &rows, &n, &extra...}, name);
     return out;
+}
+
+inline tensor layer_norm(const tensor& input, const tensor& weight, const tensor& bias, float eps) {
+    const float* w = weight.defined() ? weight.data<float>() : nullptr;
+    const float* b = bias.defined() ? bias.data<float>() : nullptr;
+    return run_rows(input, "layer_norm", w, b, eps);
 }
 
 /// mode 0 softmax, 1 log-softmax, 2 causal softmax over square matrices of `period` rows.
-inline tensor softmax_rows(const tensor& input, int mode, int period = 1) {
-    const auto [x, row_stride] = as_rows(input);
-    tensor out = tensor::empty(x.shape(), dtype::f32, x.device());
-    const std::int64_t width = x.shape().back(), rows = width ? x.numel() / width : 0;
-    if (rows == 0) return out;
-    const int index = x.device().index;
-    const float* in = x.data<float>();
-    float* o = out.data<float>();
-    std::int64_t stride = row_stride;
-    int n = static_cast<int>(width);
-    const unsigned blocks = static_cast<unsigned>((rows + 3) / 4);
-    launch(kernel(kernels_source(), "kernels", "softmax_rows", index), dim3(blocks), dim3(128), 0, index,
-           {&in, &stride, &o, const_cast<std::int64_t*>(&rows), &n, &mode, &period}, "CUDA softmax launch");
-    return out;
-}
+inline tensor softmax_rows(const tensor& input, int mode, int period = 1) { return run_rows(input, "softmax_rows", mode, period); }
 
-inline tensor l2_normalize(const tensor& input, float eps) {
-    const auto [x, row_stride] = as_rows(input);
-    tensor out = tensor::empty(x.shape(), dtype::f32, x.device());
-    const std::int64_t width = x.shape().back(), rows = width ? x.numel() / width : 0;
-    if (rows == 0) return out;
-    const int index = x.device().index;
-    const float* in = x.data<float>();
-    float* o = out.data<float>();
-    std::int64_t stride = row_stride;
-    int n = static_cast<int>(width);
-    const unsigned blocks = static_cast<unsigned>((rows + 3) / 4);
-    launch(kernel(kernels_source(), "kernels", "l2_normalize", index), dim3(blocks), dim3(128), 0, index,
-           {&in, &stride, &o, const_cast<std::int64_t*>(&rows), &n, &eps}, "CUDA l2_normalize launch");
-    return out;
-}
+inline tensor l2_normalize(const tensor& input, float eps) { return run_rows(input, "l2_normalize", eps); }
 
 } // namespace clip::detail::cuda
