@@ -1,5 +1,6 @@
-// Tests for clip/core/allocator.hpp: alignment, the arena's reuse and its dangling check.
+// Tests for clip/core/allocator.hpp: alignment, the large-block cache, the arena's reuse and its dangling check.
 #include "../support.hpp"
+#include <cstring>
 
 TEST_CASE("host allocations are 64-byte aligned") {
     for (std::size_t bytes : {0, 1, 63, 64, 1000, 1 << 20}) {
@@ -30,4 +31,35 @@ TEST_CASE("resetting an arena while its tensors live is an error") {
     clip::arena pool;
     const clip::tensor t = clip::tensor::empty({10}, clip::dtype::f32, pool);
     CHECK_THROWS_AS(pool.reset(), clip::error);
+}
+
+TEST_CASE("freed large host blocks are reused, within the cache limit") {
+    using clip::detail::host_block_cache;
+    CHECK(host_block_cache::size_class(host_block_cache::smallest) == host_block_cache::smallest);
+    CHECK(host_block_cache::size_class(host_block_cache::smallest + 1) == host_block_cache::smallest / 8 * 9);
+    CHECK(host_block_cache::size_class(30u << 20) == 30u << 20);
+    CHECK(host_block_cache::size_class((16u << 20) + 1) == 18u << 20); // an eighth of 16 MiB above
+    const std::size_t bytes = 3u << 20;
+    clip::set_host_cache_limit(std::size_t{1} << 30);
+    const void* first = nullptr;
+    {
+        const std::shared_ptr<void> block = clip::detail::allocate(bytes, clip::device::cpu());
+        first = block.get();
+        std::memset(block.get(), 1, bytes); // the whole block is writable
+    }
+#if !defined(__SANITIZE_ADDRESS__)
+    CHECK(clip::host_cache_bytes() >= bytes);
+    const std::shared_ptr<void> again = clip::detail::allocate(bytes - 4096, clip::device::cpu()); // same class
+    CHECK(again.get() == first);
+    CHECK(reinterpret_cast<std::uintptr_t>(again.get()) % clip::memory_alignment == 0);
+#else
+    (void)first;
+#endif
+    clip::set_host_cache_limit(0);
+    CHECK(clip::host_cache_bytes() == 0);
+    {
+        const std::shared_ptr<void> block = clip::detail::allocate(bytes, clip::device::cpu());
+    }
+    CHECK(clip::host_cache_bytes() == 0); // nothing kept over the limit
+    clip::set_host_cache_limit(std::size_t{1} << 30);
 }

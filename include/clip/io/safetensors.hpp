@@ -77,6 +77,7 @@
 #include "clip/core/device.hpp"
 #include "clip/core/dtype.hpp"
 #include "clip/core/error.hpp"
+#include "clip/core/mapped_memory.hpp"
 #include "clip/core/shape.hpp"
 #include "clip/core/tensor.hpp"
 #include "clip/io/json.hpp"
@@ -146,10 +147,15 @@ private:
 /// A read-only private mapping of a whole file, unmapped when the last owner lets go.
 class mapped_file {
 public:
-    mapped_file(void* address, std::size_t size) noexcept : address_(address), size_(size) {}
+    mapped_file(void* address, std::size_t size) : address_(address), size_(size) {
+        file_mappings::instance().add(address, size); // its pages may be dropped after packing
+    }
     mapped_file(const mapped_file&) = delete;
     mapped_file& operator=(const mapped_file&) = delete;
-    ~mapped_file() { ::munmap(address_, size_); }
+    ~mapped_file() {
+        file_mappings::instance().remove(address_);
+        ::munmap(address_, size_);
+    }
 
     const std::byte* data() const noexcept { return static_cast<const std::byte*>(address_); }
     std::size_t size() const noexcept { return size_; }

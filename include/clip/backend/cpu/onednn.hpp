@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "clip/backend/cpu/packed.hpp"
+#include "clip/core/mapped_memory.hpp"
 #include "clip/core/parallel.hpp"
 #include "clip/core/tensor.hpp"
 #include "clip/ops/matmul_spec.hpp"
@@ -215,6 +216,8 @@ inline dnnl::memory weights_in_layout(const packed_weights* packed, const dnnl::
                                              {DNNL_ARG_TO, dst},
                                              {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
         stream().wait();
+        // The products read the packed copy from now on: a checkpoint's mapped pages can go.
+        release_file_pages(plain.get_data_handle(), plain.get_desc().get_size());
         return memory;
     });
     return dnnl::memory(want, engine(), bytes.get());
