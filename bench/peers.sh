@@ -6,7 +6,9 @@
 #   bench/peers.sh [BUILD_DIR] [--rounds N] [--ort] [--threads T] [--train] [--int8]
 # --train times training steps (the `small` configuration at batch 32, ViT-B/32 at batch 8:
 # both towers, ClipLoss, backward, AdamW) instead of the encoders; CLIP_PEERS_CONFIGS
-# ("model task batch" lines) sets any other list. --int8 times clip with --precision int8 (the
+# ("model task batch [text-length]" lines) sets any other list; a text length of `captions`
+# gives clip real-length captions (8-20 tokens), which the peers run as full 77-token rows as
+# they always do. --int8 times clip with --precision int8 (the
 # peers stay fp32, as the int8 target is stated against them).
 # Needs ../shared/peers/setup.sh to have been run once (it installs Debian's python3-torch).
 set -euo pipefail
@@ -48,10 +50,11 @@ configs=(
 results="$(mktemp -d /tmp/clip-peers.XXXXXX)"
 echo "uptime before: $(uptime)"
 for config in "${configs[@]}"; do
-    read -r model task batch <<< "$config"
+    read -r model task batch length <<< "$config"
+    length="${length:-full}"
     for ((r = 0; r < rounds; ++r)); do
         "$clip_exe" bench --model "$model" --task "$task" --batch "$batch" --threads "$threads" --iters 5 --json \
-            --precision "$clip_precision" \
+            --precision "$clip_precision" --text-length "$length" \
             >> "$results/clip.jsonl"
         /usr/bin/python3 "$peers/bench_torch.py" --model "$model" --task "$task" --batch "$batch" \
             --threads "$threads" 2>/dev/null | tail -n 1 >> "$results/torch.jsonl"
@@ -77,7 +80,7 @@ def load(name):
             d = json.loads(line)
         except json.JSONDecodeError:
             continue
-        out.setdefault((d["model"], d["task"], int(d["batch"])), []).append(float(d["items_per_s"]))
+        out.setdefault((d["model"], d["task"], int(d["batch"])), {}).setdefault(d.get("text_length", "full"), []).append(float(d["items_per_s"]))
     return out
 clip, torch, ort = load("clip.jsonl"), load("torch.jsonl"), load("ort.jsonl")
 header = f"{'model':10} {'task':13} {'batch':>5} | {'clip/s':>8} {'torch/s':>8} {'clip/torch':>10}"
@@ -85,12 +88,17 @@ if ort:
     header += f" | {'ort/s':>8} {'clip/ort':>8}"
 print(header)
 print("-" * len(header))
-for key, values in clip.items():
-    c = statistics.median(values)
-    t = statistics.median(torch[key]) if key in torch else float("nan")
-    line = f"{key[0]:10} {key[1]:13} {key[2]:>5} | {c:8.2f} {t:8.2f} {c / t:10.2f}"
-    if ort:
-        o = statistics.median(ort[key]) if key in ort else float("nan")
-        line += f" | {o:8.2f} {c / o:8.2f}"
-    print(line)
+def peer(table, key):  # the peers always run full rows
+    runs = [v for values in table.get(key, {}).values() for v in values]
+    return statistics.median(runs) if runs else float("nan")
+for key, lengths in clip.items():
+    t = peer(torch, key)
+    o = peer(ort, key)
+    for length, values in lengths.items():
+        c = statistics.median(values)
+        task = key[1] if key[1] != "encode_text" or length == "full" else f"{key[1]}:{length}"
+        line = f"{key[0]:10} {task:13} {key[2]:>5} | {c:8.2f} {t:8.2f} {c / t:10.2f}"
+        if ort:
+            line += f" | {o:8.2f} {c / o:8.2f}"
+        print(line)
 PY

@@ -5,7 +5,8 @@
 // tokens, 77 text tokens) the per-head products are far too small for a GEMM library to pay its
 // overheads, so each query row is one task: its T scores stay in a small buffer on the stack
 // (never a [T, T] matrix in memory), the softmax runs on them in registers, and the weighted sum
-// of the values streams through SIMD registers. Rows are split across threads.
+// of the values streams through SIMD registers. Scores come simd::size keys at a time and the
+// weighted sum keeps up to 8 vectors of the row in registers, so no FMA waits on the one before. Rows are split across threads.
 //
 // Layouts: q, k, v are [B, H, T, D] views with unit stride along D (the heads of a packed qkv
 // projection, as `qkv.view({B, T, 3, H, D}).select(2, i).transpose(1, 2)` gives them); the result
@@ -22,6 +23,85 @@
 #endif
 
 namespace clip {
+
+namespace detail {
+
+/// scale · (q · k_r) for simd::size consecutive keys k_r = k + r·stride: one accumulator per key,
+/// so the FMA chains are independent, and haddp sums all of them across lanes at once.
+inline simd attention_dots(const float* q, const float* k, std::int64_t stride, std::int64_t D, float scale) noexcept {
+    simd acc[simd::size];
+    for (std::size_t r = 0; r < simd::size; ++r) acc[r] = simd(0.0f);
+    std::int64_t d = 0;
+    for (; d + simd_width <= D; d += simd_width) {
+        const simd x = simd::load_unaligned(q + d);
+        for (std::size_t r = 0; r < simd::size; ++r)
+            acc[r] = xsimd::fma(x, simd::load_unaligned(k + static_cast<std::int64_t>(r) * stride + d), acc[r]);
+    }
+    simd sums = xsimd::haddp(acc);
+    if (d < D) {
+        alignas(64) float tail[simd::size];
+        for (std::size_t r = 0; r < simd::size; ++r) {
+            float t = 0.0f;
+            for (std::int64_t e = d; e < D; ++e) t += q[e] * k[static_cast<std::int64_t>(r) * stride + e];
+            tail[r] = t;
+        }
+        sums += simd::load_aligned(tail);
+    }
+    return sums * simd(scale);
+}
+
+/// out[0 .. N·simd_width) = scale · Σ_j p[j] · v_j[same range], v_j = v + j·stride: N accumulators
+/// stay in registers while the keys stream past, instead of one chain per vector of the row.
+template <int N>
+void attention_weighted_sum(const float* p, const float* v, std::int64_t stride, std::int64_t count, float scale,
+                            float* out) noexcept {
+    simd acc[N];
+    for (int u = 0; u < N; ++u) acc[u] = simd(0.0f);
+    for (std::int64_t j = 0; j < count; ++j) {
+        const simd w(p[j]);
+        const float* row = v + j * stride;
+        for (int u = 0; u < N; ++u) acc[u] = xsimd::fma(w, simd::load_unaligned(row + u * simd_width), acc[u]);
+    }
+    for (int u = 0; u < N; ++u) (acc[u] * simd(scale)).store_unaligned(out + u * simd_width);
+}
+
+/// scores[j] = scale · (query · key_j) for j < visible, keys at `stride` floats apart.
+inline void attention_row_scores(const float* query, const float* keys, std::int64_t stride, std::int64_t visible,
+                                 std::int64_t D, float scale, float* scores) noexcept {
+    std::int64_t j = 0;
+    for (; j + simd_width <= visible; j += simd_width)
+        attention_dots(query, keys + j * stride, stride, D, scale).store_unaligned(scores + j);
+    for (; j < visible; ++j) {
+        const float* key = keys + j * stride;
+        simd acc(0.0f);
+        std::int64_t d = 0;
+        for (; d + simd_width <= D; d += simd_width)
+            acc = xsimd::fma(simd::load_unaligned(query + d), simd::load_unaligned(key + d), acc);
+        float dot = reduce_add(acc);
+        for (; d < D; ++d) dot += query[d] * key[d];
+        scores[j] = dot * scale;
+    }
+}
+
+/// result[d] = scale · Σ_{j < visible} p[j] · value_j[d] for d < D, values at `stride` floats apart.
+inline void attention_row_context(const float* p, const float* values, std::int64_t stride, std::int64_t visible,
+                                  std::int64_t D, float scale, float* result) noexcept {
+    std::int64_t d = 0;
+    for (; d + 8 * simd_width <= D; d += 8 * simd_width)
+        attention_weighted_sum<8>(p, values + d, stride, visible, scale, result + d);
+    for (; d + 2 * simd_width <= D; d += 2 * simd_width)
+        attention_weighted_sum<2>(p, values + d, stride, visible, scale, result + d);
+    for (; d + simd_width <= D; d += simd_width)
+        attention_weighted_sum<1>(p, values + d, stride, visible, scale, result + d);
+    for (; d < D; ++d) {
+        float acc = 0.0f;
+        for (std::int64_t j = 0; j < visible; ++j) acc += p[j] * values[j * stride + d];
+        result[d] = acc * scale;
+    }
+}
+
+} // namespace detail
+
 
 inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float scale, bool causal) {
     for (const tensor* t : {&q, &k, &v}) {
@@ -49,9 +129,6 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
     const float* vp = vc.data<float>();
     float* op = out.data<float>();
     const clip::strides qs = qc.strides(), ks = kc.strides(), vs = vc.strides();
-    using detail::simd;
-    using detail::simd_width;
-
     detail::parallel_for(B * H * T, S * D * 4, [&](std::int64_t first, std::int64_t last) {
         std::vector<float> scores(static_cast<std::size_t>(S));
         for (std::int64_t row = first; row < last; ++row) {
@@ -60,32 +137,12 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
             const float* keys = kp + b * ks[0] + h * ks[1];
             const float* values = vp + b * vs[0] + h * vs[1];
             const std::int64_t visible = causal ? i + 1 : S;
-            for (std::int64_t j = 0; j < visible; ++j) {
-                const float* key = keys + j * ks[2];
-                simd acc(0.0f);
-                std::int64_t d = 0;
-                for (; d + simd_width <= D; d += simd_width)
-                    acc = xsimd::fma(simd::load_unaligned(query + d), simd::load_unaligned(key + d), acc);
-                float dot = detail::reduce_add(acc);
-                for (; d < D; ++d) dot += query[d] * key[d];
-                scores[static_cast<std::size_t>(j)] = dot * scale;
-            }
+            detail::attention_row_scores(query, keys, ks[2], visible, D, scale, scores.data());
             const float m = detail::row_max(scores.data(), visible);
             const float total = detail::row_exp_sum(scores.data(), scores.data(), visible, m);
             const float inverse = 1.0f / total;
             float* result = op + (b * T + i) * H * D + h * D;
-            std::int64_t d = 0;
-            for (; d + simd_width <= D; d += simd_width) {
-                simd acc(0.0f);
-                for (std::int64_t j = 0; j < visible; ++j)
-                    acc = xsimd::fma(simd(scores[static_cast<std::size_t>(j)]), simd::load_unaligned(values + j * vs[2] + d), acc);
-                (acc * simd(inverse)).store_unaligned(result + d);
-            }
-            for (; d < D; ++d) {
-                float acc = 0.0f;
-                for (std::int64_t j = 0; j < visible; ++j) acc += scores[static_cast<std::size_t>(j)] * values[j * vs[2] + d];
-                result[d] = acc * inverse;
-            }
+            detail::attention_row_context(scores.data(), values, vs[2], visible, D, inverse, result);
         }
     });
     return out;

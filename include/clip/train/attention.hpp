@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "clip/ops/attention.hpp"
 #include "clip/ops/rowwise.hpp"
 #include "clip/train/linear.hpp"
 
@@ -60,29 +61,14 @@ inline void attention_forward(const tensor& qkv, std::int64_t heads, bool causal
             const float* keys = sequence + W + h * D;
             const float* values = sequence + 2 * W + h * D;
             const std::int64_t visible = causal ? i + 1 : T;
-            for (std::int64_t j = 0; j < visible; ++j)
-                scores[static_cast<std::size_t>(j)] = row_dot(query, keys + j * 3 * W, D) * scale;
+            attention_row_scores(query, keys, 3 * W, visible, D, scale, scores.data());
             const float m = row_max(scores.data(), visible);
             const float total = row_exp_sum(scores.data(), scores.data(), visible, m);
             const float inverse = 1.0f / total;
             float* p = probs + ((b * H + h) * T + i) * T;
             for (std::int64_t j = 0; j < visible; ++j) p[j] = scores[static_cast<std::size_t>(j)] * inverse;
             std::fill(p + visible, p + T, 0.0f);
-            float* result = ctx + (b * T + i) * W + h * D;
-            std::int64_t d = 0;
-            for (; d + simd_width <= D; d += simd_width) {
-                simd acc(0.0f);
-                for (std::int64_t j = 0; j < visible; ++j)
-                    acc = xsimd::fma(simd(scores[static_cast<std::size_t>(j)]),
-                                     simd::load_unaligned(values + j * 3 * W + d), acc);
-                (acc * simd(inverse)).store_unaligned(result + d);
-            }
-            for (; d < D; ++d) {
-                float acc = 0.0f;
-                for (std::int64_t j = 0; j < visible; ++j)
-                    acc += scores[static_cast<std::size_t>(j)] * values[j * 3 * W + d];
-                result[d] = acc * inverse;
-            }
+            attention_row_context(scores.data(), values, 3 * W, visible, D, inverse, ctx + (b * T + i) * W + h * D);
         }
     });
 }
