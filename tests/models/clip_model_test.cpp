@@ -159,6 +159,21 @@ TEST_CASE("the text tower stops at the last EOT of the batch, with the full-cont
     check_matches("reference", truncated, io.get("text_features"), 1e-4);
 }
 
+TEST_CASE("the ViT's last block runs for the class token alone, with the full result") {
+    const auto dir = fixtures();
+    if (!dir) return;
+    const clip::model model = clip::model::load(*dir / "vit.safetensors");
+    const clip::safetensors io = clip::safetensors::open(*dir / "vit_io.safetensors");
+    const tensor images = io.get("image");
+    fixture_run full;
+    const tensor everything = model.encode_image(images, &full.observer); // traced: every position
+    const std::int64_t last = model.config().vision.layers - 1;
+    REQUIRE(full.seen.at("vis.block." + std::to_string(last)).size(1) == model.config().vision.tokens());
+    const tensor pooled = model.encode_image(images);
+    check_matches("batch", pooled, everything, 1e-6);
+    check_matches("reference", pooled, io.get("image_features"), 1e-4);
+}
+
 TEST_CASE("f16 checkpoints load and stay close to the reference") {
     const auto dir = fixtures();
     if (!dir) return;

@@ -75,8 +75,10 @@ struct vision_transformer {
         nn::record(observer, "vis.embed", x);
         const tensor normed = ln_pre(x);
         nn::record(observer, "vis.ln_pre", normed);
-        const tensor encoded = transformer(normed, false, observer, "vis");
-        const tensor pooled = ln_post(encoded.select(1, 0)); // [N, W]
+        // Untraced, the last block runs past its keys and values for the class token alone.
+        const tensor first = observer ? transformer(normed, false, observer, "vis").select(1, 0)
+                                      : transformer.first_position(normed);
+        const tensor pooled = ln_post(first); // [N, W]
         nn::record(observer, "vis.ln_post", pooled);
         return matmul(pooled, proj_packed);
     }

@@ -46,6 +46,18 @@ struct multihead_attention {
         const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), causal); // [B, T, W]
         return out_proj(context, activation::none, residual);
     }
+
+    /// The output at the first position only: x [B, T, W] (all positions give keys and values),
+    /// residual [B, W] -> [B, W]. Not causal: the first query sees every key.
+    tensor first_query(const tensor& x, const tensor& residual) const {
+        const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2), D = W / heads;
+        const tensor split = in_proj(x).view({B, T, 3, heads, D});
+        const tensor q = split.select(2, 0).slice(1, 0, 1).transpose(1, 2); // [B, H, 1, D]
+        const tensor k = split.select(2, 1).transpose(1, 2);
+        const tensor v = split.select(2, 2).transpose(1, 2);
+        const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), false); // [B, 1, W]
+        return out_proj(context.view({B, W}), activation::none, residual);
+    }
 };
 
 } // namespace clip::nn

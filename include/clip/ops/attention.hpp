@@ -28,10 +28,19 @@ namespace detail {
 
 /// scale · (q · k_r) for simd::size consecutive keys k_r = k + r·stride: one accumulator per key,
 /// so the FMA chains are independent, and haddp sums all of them across lanes at once.
+/// The accumulators start from the first products, not from zeros: zeroing the array compiles
+/// to a `rep stos` that cost a fifth of the function.
 inline simd attention_dots(const float* q, const float* k, std::int64_t stride, std::int64_t D, float scale) noexcept {
     simd acc[simd::size];
-    for (std::size_t r = 0; r < simd::size; ++r) acc[r] = simd(0.0f);
     std::int64_t d = 0;
+    if (D >= simd_width) {
+        const simd x = simd::load_unaligned(q);
+        for (std::size_t r = 0; r < simd::size; ++r)
+            acc[r] = x * simd::load_unaligned(k + static_cast<std::int64_t>(r) * stride);
+        d = simd_width;
+    } else {
+        for (std::size_t r = 0; r < simd::size; ++r) acc[r] = simd(0.0f);
+    }
     for (; d + simd_width <= D; d += simd_width) {
         const simd x = simd::load_unaligned(q + d);
         for (std::size_t r = 0; r < simd::size; ++r)
@@ -56,8 +65,8 @@ template <int N>
 void attention_weighted_sum(const float* p, const float* v, std::int64_t stride, std::int64_t count, float scale,
                             float* out) noexcept {
     simd acc[N];
-    for (int u = 0; u < N; ++u) acc[u] = simd(0.0f);
-    for (std::int64_t j = 0; j < count; ++j) {
+    for (int u = 0; u < N; ++u) acc[u] = count > 0 ? simd(p[0]) * simd::load_unaligned(v + u * simd_width) : simd(0.0f);
+    for (std::int64_t j = 1; j < count; ++j) {
         const simd w(p[j]);
         const float* row = v + j * stride;
         for (int u = 0; u < N; ++u) acc[u] = xsimd::fma(w, simd::load_unaligned(row + u * simd_width), acc[u]);
