@@ -13,6 +13,7 @@
 // is [B, T, H·D], contiguous, ready for the output projection.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -72,6 +73,14 @@ void attention_weighted_sum(const float* p, const float* v, std::int64_t stride,
         for (int u = 0; u < N; ++u) acc[u] = xsimd::fma(w, simd::load_unaligned(row + u * simd_width), acc[u]);
     }
     for (int u = 0; u < N; ++u) (acc[u] * simd(scale)).store_unaligned(out + u * simd_width);
+}
+
+/// A short row copied through SIMD registers (a memmove call per 64-float row cost more than
+/// the copy).
+inline void attention_copy_row(const float* from, float* to, std::int64_t n) noexcept {
+    std::int64_t d = 0;
+    for (; d + simd_width <= n; d += simd_width) simd::load_unaligned(from + d).store_unaligned(to + d);
+    for (; d < n; ++d) to[d] = from[d];
 }
 
 /// scores[j] = scale · (query · key_j) for j < visible, keys at `stride` floats apart.
@@ -138,20 +147,38 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
     const float* vp = vc.data<float>();
     float* op = out.data<float>();
     const clip::strides qs = qc.strides(), ks = kc.strides(), vs = vc.strides();
-    detail::parallel_for(B * H * T, S * D * 4, [&](std::int64_t first, std::int64_t last) {
-        std::vector<float> scores(static_cast<std::size_t>(S));
-        for (std::int64_t row = first; row < last; ++row) {
-            const std::int64_t i = row % T, h = (row / T) % H, b = row / (T * H);
-            const float* query = qp + b * qs[0] + h * qs[1] + i * qs[2];
+    // Tasks are blocks of queries of one (batch, head). Each copies the keys and values it needs
+    // into contiguous scratch first: in a packed qkv projection consecutive keys lie 3W floats
+    // apart, one page per key, and walking them for every query missed the TLB.
+    // A head is split only when there are too few heads to keep every thread busy, since each
+    // block copies its keys and values again.
+    const std::int64_t blocks = std::clamp<std::int64_t>((4 * num_threads() + B * H - 1) / (B * H), 1, (T + 15) / 16);
+    const std::int64_t block = (T + blocks - 1) / blocks;
+    detail::parallel_for(B * H * blocks, block * S * D * 4, [&](std::int64_t first, std::int64_t last) {
+        thread_local std::vector<float> scratch;
+        scratch.resize(static_cast<std::size_t>(2 * S * D + S));
+        float* key_rows = scratch.data();
+        float* value_rows = key_rows + S * D;
+        float* scores = value_rows + S * D;
+        for (std::int64_t task = first; task < last; ++task) {
+            const std::int64_t bh = task / blocks, h = bh % H, b = bh / H;
+            const std::int64_t i0 = (task % blocks) * block, i1 = std::min(T, i0 + block);
+            const std::int64_t needed = causal ? i1 : S;
             const float* keys = kp + b * ks[0] + h * ks[1];
             const float* values = vp + b * vs[0] + h * vs[1];
-            const std::int64_t visible = causal ? i + 1 : S;
-            detail::attention_row_scores(query, keys, ks[2], visible, D, scale, scores.data());
-            const float m = detail::row_max(scores.data(), visible);
-            const float total = detail::row_exp_sum(scores.data(), scores.data(), visible, m);
-            const float inverse = 1.0f / total;
-            float* result = op + (b * T + i) * H * D + h * D;
-            detail::attention_row_context(scores.data(), values, vs[2], visible, D, inverse, result);
+            for (std::int64_t j = 0; j < needed; ++j) {
+                detail::attention_copy_row(keys + j * ks[2], key_rows + j * D, D);
+                detail::attention_copy_row(values + j * vs[2], value_rows + j * D, D);
+            }
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const float* query = qp + b * qs[0] + h * qs[1] + i * qs[2];
+                const std::int64_t visible = causal ? i + 1 : S;
+                detail::attention_row_scores(query, key_rows, D, visible, D, scale, scores);
+                const float m = detail::row_max(scores, visible);
+                const float total = detail::row_exp_sum(scores, scores, visible, m);
+                float* result = op + (b * T + i) * H * D + h * D;
+                detail::attention_row_context(scores, value_rows, D, visible, D, 1.0f / total, result);
+            }
         }
     });
     return out;
