@@ -75,6 +75,17 @@ void attention_weighted_sum(const float* p, const float* v, std::int64_t stride,
     for (int u = 0; u < N; ++u) (acc[u] * simd(scale)).store_unaligned(out + u * simd_width);
 }
 
+/// a · b over n floats.
+inline float row_dot(const float* a, const float* b, std::int64_t n) noexcept {
+    simd acc(0.0f);
+    std::int64_t d = 0;
+    for (; d + simd_width <= n; d += simd_width)
+        acc = xsimd::fma(simd::load_unaligned(a + d), simd::load_unaligned(b + d), acc);
+    float s = reduce_add(acc);
+    for (; d < n; ++d) s += a[d] * b[d];
+    return s;
+}
+
 /// A short row copied through SIMD registers (a memmove call per 64-float row cost more than
 /// the copy).
 inline void attention_copy_row(const float* from, float* to, std::int64_t n) noexcept {
@@ -89,16 +100,7 @@ inline void attention_row_scores(const float* query, const float* keys, std::int
     std::int64_t j = 0;
     for (; j + simd_width <= visible; j += simd_width)
         attention_dots(query, keys + j * stride, stride, D, scale).store_unaligned(scores + j);
-    for (; j < visible; ++j) {
-        const float* key = keys + j * stride;
-        simd acc(0.0f);
-        std::int64_t d = 0;
-        for (; d + simd_width <= D; d += simd_width)
-            acc = xsimd::fma(simd::load_unaligned(query + d), simd::load_unaligned(key + d), acc);
-        float dot = reduce_add(acc);
-        for (; d < D; ++d) dot += query[d] * key[d];
-        scores[j] = dot * scale;
-    }
+    for (; j < visible; ++j) scores[j] = row_dot(query, keys + j * stride, D) * scale;
 }
 
 /// result[d] = scale · Σ_{j < visible} p[j] · value_j[d] for d < D, values at `stride` floats apart.

@@ -26,16 +26,6 @@
 
 namespace clip::detail {
 
-inline float row_dot(const float* a, const float* b, std::int64_t n) noexcept {
-    simd acc(0.0f);
-    std::int64_t d = 0;
-    for (; d + simd_width <= n; d += simd_width)
-        acc = xsimd::fma(simd::load_unaligned(a + d), simd::load_unaligned(b + d), acc);
-    float s = reduce_add(acc);
-    for (; d < n; ++d) s += a[d] * b[d];
-    return s;
-}
-
 /// y += a·x over n floats.
 inline void row_axpy(float* y, float a, const float* x, std::int64_t n) noexcept {
     std::int64_t d = 0;
