@@ -37,26 +37,28 @@ struct multihead_attention {
 
     /// x: [B, T, W] -> residual + out_proj(attention(x)): [B, T, W]
     tensor operator()(const tensor& x, bool causal, const tensor& residual = {}) const {
-        const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2), D = W / heads;
-        const tensor qkv = in_proj(x);                              // [B, T, 3W]
-        const tensor split = qkv.view({B, T, 3, heads, D});         // views from here on
-        const tensor q = split.select(2, 0).transpose(1, 2);        // [B, H, T, D]
-        const tensor k = split.select(2, 1).transpose(1, 2);        // [B, H, T, D]
-        const tensor v = split.select(2, 2).transpose(1, 2);        // [B, H, T, D]
-        const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), causal); // [B, T, W]
-        return out_proj(context, activation::none, residual);
+        const heads_of h = project(x);
+        return out_proj(attention(h.q, h.k, h.v, h.scale, causal), activation::none, residual);
     }
 
     /// The output at the first position only: x [B, T, W] (all positions give keys and values),
     /// residual [B, W] -> [B, W]. Not causal: the first query sees every key.
     tensor first_query(const tensor& x, const tensor& residual) const {
+        const heads_of h = project(x);
+        const tensor context = attention(h.q.slice(2, 0, 1), h.k, h.v, h.scale, false); // [B, 1, W]
+        return out_proj(context.view({x.size(0), x.size(2)}), activation::none, residual);
+    }
+
+private:
+    struct heads_of {
+        tensor q, k, v; // [B, H, T, D] views of one qkv product
+        float scale;
+    };
+    heads_of project(const tensor& x) const {
         const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2), D = W / heads;
-        const tensor split = in_proj(x).view({B, T, 3, heads, D});
-        const tensor q = split.select(2, 0).slice(1, 0, 1).transpose(1, 2); // [B, H, 1, D]
-        const tensor k = split.select(2, 1).transpose(1, 2);
-        const tensor v = split.select(2, 2).transpose(1, 2);
-        const tensor context = attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(D)), false); // [B, 1, W]
-        return out_proj(context.view({B, W}), activation::none, residual);
+        const tensor split = in_proj(x).view({B, T, 3, heads, D}); // views from here on
+        return {split.select(2, 0).transpose(1, 2), split.select(2, 1).transpose(1, 2),
+                split.select(2, 2).transpose(1, 2), 1.0f / std::sqrt(static_cast<float>(D))};
     }
 };
 

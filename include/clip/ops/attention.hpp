@@ -3,10 +3,11 @@
 //   out[b, i, h, :] = Σ_j softmax_j(scale · q[b, h, i, :] · k[b, h, j, :]) · v[b, h, j, :]
 // with an optional causal mask (key j ≤ query i). For CLIP's short sequences (50-257 image
 // tokens, 77 text tokens) the per-head products are far too small for a GEMM library to pay its
-// overheads, so each query row is one task: its T scores stay in a small buffer on the stack
-// (never a [T, T] matrix in memory), the softmax runs on them in registers, and the weighted sum
-// of the values streams through SIMD registers. Scores come simd::size keys at a time and the
-// weighted sum keeps up to 8 vectors of the row in registers, so no FMA waits on the one before. Rows are split across threads.
+// overheads, so each query row is fused: its T scores stay in a small buffer (never a [T, T]
+// matrix in memory), the softmax runs on them in registers, and the weighted sum of the values
+// streams through SIMD registers. Scores come simd::size keys at a time and the weighted sum
+// keeps up to 8 vectors of the row in registers, so no FMA waits on the one before. Threads take
+// blocks of queries of one head.
 //
 // Layouts: q, k, v are [B, H, T, D] views with unit stride along D (the heads of a packed qkv
 // projection, as `qkv.view({B, T, 3, H, D}).select(2, i).transpose(1, 2)` gives them); the result
@@ -121,7 +122,6 @@ inline void attention_row_context(const float* p, const float* values, std::int6
 }
 
 } // namespace detail
-
 
 inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float scale, bool causal) {
     for (const tensor* t : {&q, &k, &v}) {

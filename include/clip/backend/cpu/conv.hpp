@@ -45,10 +45,11 @@ struct conv_geometry {
             right_padding(x.shape()[3], out_shape[3], o.dilation[1] * (w.shape()[3] - 1) + 1, o.stride[1], o.padding[1])};
     }
 
-    /// Weights of the same shape in whatever layout the implementation prefers.
-    dnnl::memory::desc any_weights() const {
-        return dnnl::memory::desc(w_md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+    /// `md`'s shape in whatever layout the implementation prefers.
+    static dnnl::memory::desc any(const dnnl::memory::desc& md) {
+        return dnnl::memory::desc(md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
     }
+    dnnl::memory::desc any_weights() const { return any(w_md); }
 
     /// The key of a plan: every shape and stride, the spec, and what distinguishes the caller.
     template <class... Extra>
@@ -101,13 +102,11 @@ inline void conv2d(const tensor& out, const tensor& input, const tensor& weight,
             append_activation(ops, o.act);
             attr.set_post_ops(ops);
             if (winograd_candidate(w, o, packed)) {
-                const auto any = [](const dnnl::memory::desc& md) {
-                    return dnnl::memory::desc(md.dims(), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
-                };
                 try {
                     const dnnl::convolution_forward::desc desc(
-                        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd, any(g.x_md),
-                        g.any_weights(), bias_md, any(g.out_md), g.stride, g.dilation, g.pad_left, g.pad_right);
+                        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
+                        conv_geometry::any(g.x_md), g.any_weights(), bias_md, conv_geometry::any(g.out_md), g.stride,
+                        g.dilation, g.pad_left, g.pad_right);
                     return dnnl::convolution_forward::primitive_desc(desc, attr, engine());
                 } catch (const dnnl::error&) { // no Winograd on this CPU or for this shape
                 }
