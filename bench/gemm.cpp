@@ -4,7 +4,9 @@
 //   qkv in_proj  768 -> 2304,  out_proj 768 -> 768,  c_fc 768 -> 3072,  c_proj 3072 -> 768,
 // at M = 400 rows (batch 8 × 50 tokens) and M = 50 (batch 1). Per shape, in the same run:
 //   clip_plain    matmul_into(out, x, w.t())                        (weights as strides, no copy)
-//   clip_packed   matmul_into(out, x, packed_weights(w.t()))        (weights reordered once)
+//   clip_packed   matmul_into(out, x, packed_weights(w.t()))        (weights reordered once: clip's
+//                 own AVX-512 kernel where the CPU has it, backend/cpu/gemm.hpp)
+//   onednn_packed the same with the own kernel switched off: oneDNN's matmul on its packed layout
 //   clip_fused    matmul_into(out, x, packed, {bias, quick_gelu})   (the c_fc layer as CLIP runs it)
 //   dnnl_sgemm    dnnl_sgemm('N', 'T', ...) on the same x and w     (the peer; needs oneDNN)
 //
@@ -37,12 +39,13 @@
 
 namespace {
 
-enum class variant { clip_plain, clip_packed, clip_fused, dnnl_sgemm };
+enum class variant { clip_plain, clip_packed, onednn_packed, clip_fused, dnnl_sgemm };
 
 const char* name_of(variant v) {
     switch (v) {
     case variant::clip_plain: return "clip_plain";
     case variant::clip_packed: return "clip_packed";
+    case variant::onednn_packed: return "onednn_packed";
     case variant::clip_fused: return "clip_fused";
     case variant::dnnl_sgemm: return "dnnl_sgemm";
     }
@@ -151,6 +154,12 @@ void BM_gemm(benchmark::State& state, variant v) {
         switch (v) {
         case variant::clip_plain: clip::matmul_into(o.out, o.x, o.w.t()); break;
         case variant::clip_packed: clip::matmul_into(o.out, o.x, packed); break;
+        case variant::onednn_packed: {
+            clip::detail::cpu_gemm::enabled() = false;
+            clip::matmul_into(o.out, o.x, packed);
+            clip::detail::cpu_gemm::enabled() = true;
+            break;
+        }
         case variant::clip_fused: clip::matmul_into(o.out, o.x, packed, fused); break;
         case variant::dnnl_sgemm:
 #if defined(CLIP_WITH_ONEDNN)
@@ -203,7 +212,7 @@ constexpr layer vit_b32_layers[] = {{768, 2304}, {768, 768}, {768, 3072}, {3072,
 constexpr std::int64_t rows[] = {400, 50};
 
 void register_all() {
-    std::vector<variant> variants{variant::clip_plain, variant::clip_packed, variant::clip_fused};
+    std::vector<variant> variants{variant::clip_plain, variant::clip_packed, variant::onednn_packed, variant::clip_fused};
 #if defined(CLIP_WITH_ONEDNN)
     variants.push_back(variant::dnnl_sgemm);
 #endif

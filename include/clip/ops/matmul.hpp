@@ -3,12 +3,14 @@
 //   y = act(scale · (a · b) + bias) + residual          (see matmul_spec.hpp)
 //
 // a [..., M, K] and b [..., K, N] may be any strided views (a transpose is `w.t()`, never a
-// copy); batch axes broadcast. On the CPU the product runs on oneDNN (one cached primitive per
-// spec, bias, activation and residual fused as post-ops), or on the Eigen reference backend when
-// clip is built without oneDNN. A linear layer y = x Wᵀ + b is `matmul(x, w.t(), {.bias = b})`,
+// copy); batch axes broadcast. On the CPU a product with packed weights runs on clip's own
+// AVX-512 kernel where it can (backend/cpu/gemm.hpp); the rest runs on oneDNN (one cached
+// primitive per spec, bias, activation and residual fused as post-ops), or on the Eigen reference
+// backend when clip is built without oneDNN. A linear layer y = x Wᵀ + b is `matmul(x, w.t(), {.bias = b})`,
 // or `matmul(x, packed, ...)` with `packed_weights packed(w.t())` made once at load time.
 #pragma once
 
+#include "clip/backend/cpu/gemm.hpp"
 #include "clip/backend/cpu/packed.hpp"
 #include "clip/backend/reference/matmul.hpp"
 #include "clip/ops/matmul_spec.hpp"
@@ -44,6 +46,7 @@ inline void dispatch_matmul(const tensor& out, const tensor& a, const tensor& b,
     }
 #endif
     require_cpu(a, "matmul");
+    if (s.k > 0 && o.scale != 0.0f && cpu_gemm::matmul(out, a, b, o, packed)) return;
 #if defined(CLIP_WITH_ONEDNN)
     if (s.k > 0 && o.scale != 0.0f) return onednn::matmul(out, a, b, o, packed);
 #endif
