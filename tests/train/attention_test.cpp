@@ -1,5 +1,5 @@
 // Tests for clip/train/attention.hpp: the forward pass gives nn::multihead_attention's output
-// (the context bit for bit with ops/attention.hpp's kernel), the probabilities are a (causal)
+// (the context bit for bit with ops/attention.hpp's row kernel), the probabilities are a (causal)
 // softmax, and every gradient (in_proj, out_proj, input) matches finite differences, with and
 // without the causal mask, for one and several heads.
 #include "gradient_check.hpp"
@@ -48,9 +48,21 @@ TEST_CASE("multihead attention: forward as the inference layer, gradients agains
         clip::test::check_close(c.out_proj.output, inference(x, k.causal, residual), 1e-6);
         const std::int64_t D = W / k.heads;
         const tensor split = c.in_proj.output.view({k.B, k.T, 3, k.heads, D});
-        const tensor context = clip::attention(split.select(2, 0).transpose(1, 2), split.select(2, 1).transpose(1, 2),
-                                               split.select(2, 2).transpose(1, 2), layer.scale(), k.causal);
-        CHECK(c.context.to_vector<float>() == context.to_vector<float>());
+        const auto inference_context = [&] {
+            return clip::attention(split.select(2, 0).transpose(1, 2), split.select(2, 1).transpose(1, 2),
+                                   split.select(2, 2).transpose(1, 2), layer.scale(), k.causal);
+        };
+        // Bit for bit with the row kernel, whose helpers it shares; close to the tiled kernel that
+        // AVX-512 CPUs run for inference (another order of additions).
+        clip::test::check_close(c.context, inference_context(), 1e-6);
+#if defined(CLIP_HAS_AVX512_GEMM)
+        clip::detail::cpu_gemm::enabled() = false;
+#endif
+        const tensor row_kernel = inference_context();
+#if defined(CLIP_HAS_AVX512_GEMM)
+        clip::detail::cpu_gemm::enabled() = true;
+#endif
+        CHECK(c.context.to_vector<float>() == row_kernel.to_vector<float>());
         // Rows of P sum to one, and nothing is attended above the diagonal when causal.
         const std::vector<float> p = c.probabilities.to_vector<float>();
         for (std::int64_t row = 0; row < k.B * k.heads * k.T; ++row) {

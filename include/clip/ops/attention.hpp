@@ -7,7 +7,9 @@
 // matrix in memory), the softmax runs on them in registers, and the weighted sum of the values
 // streams through SIMD registers. Scores come simd::size keys at a time and the weighted sum
 // keeps up to 8 vectors of the row in registers, so no FMA waits on the one before. Threads take
-// blocks of queries of one head.
+// blocks of queries of one head. On CPUs with AVX-512F a block instead runs as two register-tiled
+// products (backend/cpu/attention.hpp), unless CLIP_CPU_GEMM=onednn keeps everything on the row
+// kernel; the training forward shares the row kernel's helpers.
 //
 // Layouts: q, k, v are [B, H, T, D] views with unit stride along D (the heads of a packed qkv
 // projection, as `qkv.view({B, T, 3, H, D}).select(2, i).transpose(1, 2)` gives them); the result
@@ -19,6 +21,7 @@
 #include <limits>
 #include <vector>
 
+#include "clip/backend/cpu/attention.hpp"
 #include "clip/ops/rowwise.hpp"
 #if defined(CLIP_WITH_CUDA)
 #include "clip/backend/cuda/attention.hpp"
@@ -156,6 +159,21 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
     // block copies its keys and values again.
     const std::int64_t blocks = std::clamp<std::int64_t>((4 * num_threads() + B * H - 1) / (B * H), 1, (T + 15) / 16);
     const std::int64_t block = (T + blocks - 1) / blocks;
+#if defined(CLIP_HAS_AVX512_GEMM)
+    if (detail::cpu_gemm::cpu_ready() && detail::cpu_gemm::enabled() && S > 0) {
+        detail::parallel_for(B * H * blocks, block * S * D * 4, [&](std::int64_t first, std::int64_t last) {
+            thread_local std::vector<float> scratch;
+            for (std::int64_t task = first; task < last; ++task) {
+                const std::int64_t bh = task / blocks, h = bh % H, b = bh / H;
+                const std::int64_t i0 = (task % blocks) * block, i1 = std::min(T, i0 + block);
+                detail::cpu_gemm::attention_block(qp + b * qs[0] + h * qs[1], qs[2], i0, i1, kp + b * ks[0] + h * ks[1], ks[2],
+                                                  vp + b * vs[0] + h * vs[1], vs[2], S, D, scale, causal,
+                                                  op + b * T * H * D + h * D, H * D, scratch);
+            }
+        });
+        return out;
+    }
+#endif
     detail::parallel_for(B * H * blocks, block * S * D * 4, [&](std::int64_t first, std::int64_t last) {
         thread_local std::vector<float> scratch;
         scratch.resize(static_cast<std::size_t>(2 * S * D + S));
