@@ -2,7 +2,8 @@
 //
 // The four linear layers of a ViT-B/32 block, x [M, K] times a PyTorch-layout weight w [N, K]:
 //   qkv in_proj  768 -> 2304,  out_proj 768 -> 768,  c_fc 768 -> 3072,  c_proj 3072 -> 768,
-// at M = 400 rows (batch 8 × 50 tokens) and M = 50 (batch 1). Per shape, in the same run:
+// at M = 2464 rows (32 texts × 77 tokens), 400 (8 images × 50 tokens) and 50 (one image). Per shape, in
+// the same run:
 //   clip_plain    matmul_into(out, x, w.t())                        (weights as strides, no copy)
 //   clip_packed   matmul_into(out, x, packed_weights(w.t()))        (weights reordered once: clip's
 //                 own AVX-512 kernel where the CPU has it, backend/cpu/gemm.hpp)
@@ -209,7 +210,7 @@ struct layer {
     std::int64_t k, n;
 };
 constexpr layer vit_b32_layers[] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
-constexpr std::int64_t rows[] = {400, 50};
+constexpr std::int64_t rows[] = {2464, 400, 50};
 
 void register_all() {
     std::vector<variant> variants{variant::clip_plain, variant::clip_packed, variant::onednn_packed, variant::clip_fused};
