@@ -187,8 +187,10 @@ CLIP_AVX512 inline void panel_rows(std::int64_t m, std::int64_t kc, const float*
 CLIP_AVX512 inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
                                const float* x, std::int64_t x_stride, const float* packed, float* y,
                                std::int64_t y_stride, const epilogue& e) {
+    // Partial sums of one panel's block of rows; sized even when K fits in one chunk, so the
+    // pointer handed to the tiles is never null plus an offset.
     thread_local std::vector<float> scratch;
-    if (k > k_chunk) scratch.resize(static_cast<std::size_t>(std::min(m, m_chunk) * panel_width));
+    scratch.resize(static_cast<std::size_t>(std::min(m, m_chunk) * panel_width));
     for (std::int64_t m0 = 0; m0 < m; m0 += m_chunk) {
         const std::int64_t rows = std::min(m_chunk, m - m0);
         for (std::int64_t p = first; p < last; ++p) {
