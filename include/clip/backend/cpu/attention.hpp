@@ -41,24 +41,22 @@ CLIP_AVX512 inline float lanes_sum(__m512 v) {
 /// In place over one row of n scores: exp(x - max) / Σ over the first `visible`, 0 for the rest
 /// of the row's `width` floats.
 CLIP_AVX512 inline void softmax_row(float* x, std::int64_t visible, std::int64_t width) {
-    const auto mask = [](std::int64_t left) {
-        return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
-    };
     __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (std::int64_t j = 0; j < visible; j += 16)
-        top = _mm512_mask_max_ps(top, mask(visible - j), top, _mm512_maskz_loadu_ps(mask(visible - j), x + j));
+    for (std::int64_t j = 0; j < visible; j += 16) {
+        const __mmask16 m = first_lanes(visible - j);
+        top = _mm512_mask_max_ps(top, m, top, _mm512_maskz_loadu_ps(m, x + j));
+    }
     const __m512 shift = _mm512_set1_ps(lanes_max(top));
     __m512 total = _mm512_setzero_ps();
     for (std::int64_t j = 0; j < visible; j += 16) {
-        const __mmask16 m = mask(visible - j);
+        const __mmask16 m = first_lanes(visible - j);
         const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), shift)));
         total = _mm512_add_ps(total, e);
         _mm512_mask_storeu_ps(x + j, m, e);
     }
     const __m512 inverse = _mm512_set1_ps(1.0f / lanes_sum(total));
     for (std::int64_t j = 0; j < width; j += 16) {
-        const __mmask16 keep = j < visible ? mask(visible - j) : __mmask16{0};
-        _mm512_storeu_ps(x + j, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(x + j), inverse));
+        _mm512_storeu_ps(x + j, _mm512_maskz_mul_ps(first_lanes(visible - j), _mm512_loadu_ps(x + j), inverse));
     }
 }
 
@@ -86,8 +84,7 @@ CLIP_AVX512 inline void attention_block(const float* q, std::int64_t q_stride, s
         }
     for (std::int64_t p = 0; p < value_panels; ++p) {
         const std::int64_t c0 = p * panel_width, cols = std::min(panel_width, D - c0);
-        const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
-        const __mmask16 m1 = static_cast<__mmask16>(cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (1u << (cols - 16)) - 1);
+        const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
         for (std::int64_t j = 0; j < keys; ++j) {
             const float* src = v + j * v_stride + c0;
             float* dst = vp + (p * keys + j) * panel_width;

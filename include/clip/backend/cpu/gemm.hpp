@@ -81,6 +81,11 @@ inline bool cpu_ready() noexcept {
     return yes;
 }
 
+/// The mask of the first n of 16 lanes (none for n <= 0, all for n >= 16).
+inline __mmask16 first_lanes(std::int64_t n) noexcept {
+    return static_cast<__mmask16>(n <= 0 ? 0u : n >= 16 ? 0xFFFFu : (1u << n) - 1);
+}
+
 /// exp(x) to about one ulp (Cephes' polynomial on x - n·ln2), inf above 88.7, 0 below -104.
 CLIP_AVX512 inline __m512 exp16(__m512 x) {
     // Zero-masked forms throughout: GCC 12's plain ones read an "undefined" register, which
@@ -137,9 +142,7 @@ CLIP_AVX512 inline void tile(std::int64_t kc, const float* x, std::int64_t x_str
 #pragma GCC unroll 2
             for (int v = 0; v < 2; ++v) _mm512_storeu_ps(partial + i * panel_width + v * 16, acc[i][v]);
     } else {
-        const __mmask16 mask[2] = {
-            static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
-            static_cast<__mmask16>(cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : (1u << (cols - 16)) - 1)};
+        const __mmask16 mask[2] = {first_lanes(cols), first_lanes(cols - 16)};
         __m512 bias[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         if (e.bias)
             for (int v = 0; v < 2; ++v) bias[v] = _mm512_maskz_loadu_ps(mask[v], e.bias + v * 16);
