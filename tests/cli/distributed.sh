@@ -88,9 +88,9 @@ else
 fi
 
 # Killed after a checkpoint (SIGKILL to mpirun's job), resumed on two ranks: the weights of the
-# uninterrupted two-rank run, bit for bit (batches of 64 per rank, so that steps take long
-# enough for the kill to land mid-run).
-resumable=(--dataset-type synthetic --config "$tiny" --steps 12 --lr 1e-3 --warmup 2 --seed 6 --log-every 1 --threads 1
+# uninterrupted two-rank run, bit for bit (batches of 64 per rank, about 10 ms a step, and 120
+# steps, so that the kill lands mid-run even on a loaded machine).
+resumable=(--dataset-type synthetic --config "$tiny" --steps 120 --lr 1e-3 --warmup 2 --seed 6 --log-every 10 --threads 1
            --val-num-samples 36 --batch-size 64 --gather-with-grad --save-steps 3)
 run "uninterrupted two ranks" 0 "${mpi[@]}" "$clip" train "${resumable[@]}" --save "$tmp/straight" || fail "uninterrupted two-rank run"
 "${mpi[@]}" "$clip" train "${resumable[@]}" --save "$tmp/killed" --dist-timeout 20 >"$tmp/stdout" 2>"$tmp/stderr" &
@@ -103,8 +103,8 @@ pkill -9 -P "$job" 2>/dev/null
 kill -9 "$job" 2>/dev/null
 wait "$job" 2>/dev/null
 killed_at="$(cat "$tmp/killed/latest" 2>/dev/null)"
-final="step-00000012/weights.safetensors"
-if [[ -n "$killed_at" && "$killed_at" != step-00000012 ]] \
+final="step-00000120/weights.safetensors"
+if [[ -n "$killed_at" && "$killed_at" != step-00000120 ]] \
     && run "resume" 0 "${mpi[@]}" "$clip" train "${resumable[@]}" --save "$tmp/killed" --resume "$tmp/killed" \
     && contains "$tmp/stderr" "resumed" \
     && cmp -s "$tmp/straight/$final" "$tmp/killed/$final"; then

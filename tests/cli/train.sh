@@ -23,21 +23,22 @@ else
 fi
 
 # A run killed with SIGKILL after its step-10 checkpoint, then resumed, ends where an
-# uninterrupted run ends, bit for bit (the tiny config on the synthetic data).
-common=(--dataset-type synthetic --config "$tiny" --batch-size 16 --steps 30 --lr 1e-3 --warmup 5 --seed 3 --log-every 5 --threads 2)
+# uninterrupted run ends, bit for bit (the tiny config on the synthetic data). A step takes
+# about 2 ms, so the run is long enough (a second or more) for the kill to land before its end.
+common=(--dataset-type synthetic --config "$tiny" --batch-size 16 --steps 1000 --lr 1e-3 --warmup 5 --seed 3 --log-every 100 --threads 2)
 if run "uninterrupted" 0 "$clip" train "${common[@]}" --save "$tmp/straight" && contains "$tmp/stdout" "zero-shot top-1 (unseen combinations)"; then
     "$clip" train "${common[@]}" --save "$tmp/killed" --save-steps 10 >"$tmp/stdout" 2>"$tmp/stderr" &
     pid=$!
-    for _ in $(seq 600); do
+    for _ in $(seq 3000); do
         grep -q "saved .*step-00000010" "$tmp/stderr" 2>/dev/null && break
-        sleep 0.05
+        sleep 0.01
     done
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     killed_at="$(cat "$tmp/killed/latest" 2>/dev/null)"
-    if [[ "$killed_at" != step-00000030 ]] && run "resume" 0 "$clip" train "${common[@]}" --save "$tmp/killed" --resume "$tmp/killed" \
+    if [[ -n "$killed_at" && "$killed_at" != step-00001000 ]] && run "resume" 0 "$clip" train "${common[@]}" --save "$tmp/killed" --resume "$tmp/killed" \
         && contains "$tmp/stderr" "resumed" \
-        && cmp -s "$tmp/straight/step-00000030/weights.safetensors" "$tmp/killed/step-00000030/weights.safetensors"; then
+        && cmp -s "$tmp/straight/step-00001000/weights.safetensors" "$tmp/killed/step-00001000/weights.safetensors"; then
         pass "killed with SIGKILL at $killed_at and resumed: the same weights as the uninterrupted run"
     else
         echo "  (killed at: $killed_at)" >>"$tmp/stderr"
