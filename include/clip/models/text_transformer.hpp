@@ -4,7 +4,8 @@
 //   x = transformer(x) with the causal mask (token i attends to j ≤ i)
 //   features = ln_final(x[m, argmax(text[m])]) · text_projection  [M, E]
 // Pooling takes the position of the highest token id (the EOT token; the first one on ties).
-// ln_final is per position, so it runs on the pooled rows only.
+// ln_final is per position, so it runs on the pooled rows only; so does the last block past its
+// keys and values (its products for M rows instead of M·ctx).
 //
 // With the causal mask, position i depends on positions ≤ i only, so the positions after the
 // last pooled one in the batch cannot change any output: the tower runs on the first
@@ -68,7 +69,7 @@ struct text_transformer {
     /// text: [M, ctx] token ids (i32 or i64, on any device) -> features [M, E] on the weights' device
     tensor operator()(const tensor& ids, const nn::trace* observer = nullptr) const {
         const tensor text = ids.to(device::cpu()); // positions are decided on the host
-        const std::int64_t M = text.size(0), W = config.width;
+        const std::int64_t M = text.size(0);
         const tensor eot = argmax(text, -1); // [M]
         const std::int64_t* position = eot.data<std::int64_t>();
         const bool traced = observer && *observer;
@@ -76,12 +77,17 @@ struct text_transformer {
         const tensor x = eval(embedding(token_embedding, text.slice(1, 0, used)) +
                               positional_embedding.slice(0, 0, used)); // [M, used, W]
         nn::record(observer, "txt.embed", x);
-        const tensor encoded = transformer(x, true, observer, "txt");
-        if (traced) nn::record(observer, "txt.ln_final", ln_final(encoded));
         nn::record(observer, "txt.eot_index", eot);
-        tensor rows = tensor::empty({M}, dtype::i64); // row m·used + eot[m] of the encoded positions
-        for (std::int64_t m = 0; m < M; ++m) rows.data<std::int64_t>()[m] = m * used + position[m];
-        const tensor pooled = ln_final(embedding(encoded.reshape({M * used, W}), rows));
+        const std::vector<std::int64_t> pooled_at(position, position + M);
+        tensor last; // [M, W]: the last block's output at each EOT
+        if (traced) {
+            const tensor encoded = transformer(x, true, observer, "txt");
+            nn::record(observer, "txt.ln_final", ln_final(encoded));
+            last = nn::rows_at(encoded, pooled_at);
+        } else {
+            last = transformer.at_positions(x, pooled_at, true); // the last block for the EOT rows only
+        }
+        const tensor pooled = ln_final(last);
         nn::record(observer, "txt.pooled", pooled);
         return matmul(pooled, projection_packed);
     }

@@ -86,7 +86,7 @@ struct vision_transformer {
         nn::record(observer, "vis.ln_pre", normed);
         // Untraced, the last block runs past its keys and values for the class token alone.
         const tensor first = observer ? transformer(normed, false, observer, "vis").select(1, 0)
-                                      : transformer.first_position(normed);
+                                      : transformer.at_positions(normed, std::vector<std::int64_t>(static_cast<std::size_t>(N), 0), false);
         const tensor pooled = ln_post(first); // [N, W]
         nn::record(observer, "vis.ln_post", pooled);
         return matmul(pooled, proj_packed);

@@ -8,7 +8,9 @@
 // Layout: x [B, T, W] batch-first (the reference runs [T, B, W]; the math is per sequence).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "clip/nn/linear.hpp"
 #include "clip/ops/attention.hpp"
@@ -41,12 +43,29 @@ struct multihead_attention {
         return out_proj(attention(h.q, h.k, h.v, h.scale, causal), activation::none, residual);
     }
 
-    /// The output at the first position only: x [B, T, W] (all positions give keys and values),
-    /// residual [B, W] -> [B, W]. Not causal: the first query sees every key.
-    tensor first_query(const tensor& x, const tensor& residual) const {
+    /// The output at one query position per sequence: x [B, T, W] (every position gives keys and
+    /// values), positions[b] < T, residual [B, W] -> [B, W]. Causal: the query at p sees keys
+    /// 0 … p; otherwise every key. One batched call when the positions agree and nothing is
+    /// masked (a ViT's class token), else one call per sequence on its visible keys.
+    tensor at_positions(const tensor& x, const std::vector<std::int64_t>& positions, bool causal,
+                        const tensor& residual) const {
         const heads_of h = project(x);
-        const tensor context = attention(h.q.slice(2, 0, 1), h.k, h.v, h.scale, false); // [B, 1, W]
-        return out_proj(context.view({x.size(0), x.size(2)}), activation::none, residual);
+        const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2);
+        const bool same = std::all_of(positions.begin(), positions.end(), [&](std::int64_t p) { return p == positions[0]; });
+        if (!causal && same && B > 0) {
+            const std::int64_t p = positions[0];
+            const tensor context = attention(h.q.slice(2, p, p + 1), h.k, h.v, h.scale, false); // [B, 1, W]
+            return out_proj(context.view({B, W}), activation::none, residual);
+        }
+        const tensor context = tensor::empty({B, W}, dtype::f32, x.device());
+        for (std::int64_t b = 0; b < B; ++b) {
+            const std::int64_t p = positions[static_cast<std::size_t>(b)], keys = causal ? p + 1 : T;
+            context.slice(0, b, b + 1)
+                .copy_from(attention(h.q.slice(0, b, b + 1).slice(2, p, p + 1), h.k.slice(0, b, b + 1).slice(2, 0, keys),
+                                     h.v.slice(0, b, b + 1).slice(2, 0, keys), h.scale, false)
+                               .view({1, W}));
+        }
+        return out_proj(context, activation::none, residual);
     }
 
 private:
