@@ -1,6 +1,7 @@
 // Tests for clip/backend/cpu/gemm.hpp: clip's AVX-512 product with packed weights against a
 // double-precision product, over tile, chunk and panel edges, every fused epilogue, strided and
-// batched rows, an in-place residual; and the dispatch (which products take it, which do not).
+// batched rows, an in-place residual, outputs written with non-temporal stores; and the dispatch
+// (which products take it, which do not).
 #include "../support.hpp"
 
 #include <random>
@@ -111,6 +112,29 @@ TEST_CASE("strided and batched rows, and a residual that is the output itself") 
     tensor out = h.clone();
     clip::matmul_into(out, out.clone(), sq, {.residual = out});
     clip::test::check_close(out, want, 1e-3);
+}
+
+TEST_CASE("outputs with rows 4 KB apart, written with non-temporal stores") {
+    if (!kernel_available()) {
+        MESSAGE("skipped: no AVX-512F");
+        return;
+    }
+    const tensor x = clip::rand_normal({520, 200}, 1), w = clip::rand_normal({1024, 200}, 2), b = clip::rand_normal({1024}, 3);
+    const clip::packed_weights packed(w.t());
+    const tensor y = clip::matmul(x, packed, {.bias = b, .act = activation::quick_gelu});
+    CHECK(clip::detail::cpu_gemm::streamed(520, 1024, y.data<float>()));
+    clip::test::check_close(y, expected(x, w, {.bias = b, .act = activation::quick_gelu}), 1e-4);
+
+    // In place, K over three chunks: every tile reads its residual before the stores.
+    const tensor square = clip::rand_normal({1024, 1024}, 4), h = clip::rand_normal({512, 1024}, 5);
+    const tensor want = expected(h, square, {.residual = h});
+    const clip::packed_weights sq(square.t());
+    tensor out = h.clone();
+    CHECK(clip::detail::cpu_gemm::streamed(512, 1024, out.data<float>()));
+    clip::matmul_into(out, out.clone(), sq, {.residual = out});
+    clip::test::check_close(out, want, 1e-3);
+    // Below 2 MB the output stays cached.
+    CHECK(!clip::detail::cpu_gemm::streamed(400, 1024, y.data<float>()));
 }
 
 TEST_CASE("which products take the kernel") {
