@@ -1,4 +1,5 @@
-// Tests for clip/backend/cpu/gemm.hpp: clip's AVX-512 product with packed weights against a
+// Tests for clip/backend/cpu/gemm.hpp: clip's products with packed weights (the AVX-512 kernel where
+// the CPU has it, and the portable one everywhere) against a
 // double-precision product, over tile, chunk and panel edges, every fused epilogue, strided and
 // batched rows, an in-place residual, outputs written with non-temporal stores; and the dispatch
 // (which products take it, which do not).
@@ -13,13 +14,29 @@ using clip::tensor;
 
 namespace {
 
-bool kernel_available() {
-#if defined(CLIP_HAS_AVX512_GEMM)
-    return clip::detail::cpu_gemm::cpu_ready() && clip::detail::cpu_gemm::enabled();
-#else
-    return false;
-#endif
+using clip::detail::cpu_gemm::kernel;
+
+/// Selects the portable kernel (or not) for its lifetime.
+struct use_kernel {
+    bool saved = clip::detail::cpu_gemm::portable();
+    explicit use_kernel(kernel k) { clip::detail::cpu_gemm::portable() = k == kernel::portable; }
+    ~use_kernel() { clip::detail::cpu_gemm::portable() = saved; }
+    use_kernel(const use_kernel&) = delete;
+    use_kernel& operator=(const use_kernel&) = delete;
+};
+
+/// The kernels this CPU runs: AVX-512 where it has AVX-512F, and the portable one.
+std::vector<kernel> kernels() {
+    std::vector<kernel> out;
+    for (const kernel k : {kernel::avx512, kernel::portable}) {
+        const use_kernel use(k);
+        if (clip::detail::cpu_gemm::chosen() == k) out.push_back(k);
+    }
+    if (out.empty()) MESSAGE("skipped: no kernel of clip's own here (CLIP_CPU_GEMM=onednn?); oneDNN runs these products");
+    return out;
 }
+
+const char* name_of(kernel k) { return k == kernel::avx512 ? "AVX-512" : "portable"; }
 
 /// act(scale·(x·wᵀ) + bias) + residual in double precision; x [M, K], w [N, K].
 tensor expected(const tensor& x, const tensor& w, const matmul_options& o) {
@@ -45,113 +62,113 @@ tensor expected(const tensor& x, const tensor& w, const matmul_options& o) {
 
 } // namespace
 
-TEST_CASE("the AVX-512 product matches double precision across tiles, chunks, panels and epilogues") {
-    if (!kernel_available()) {
-        MESSAGE("skipped: this CPU has no AVX-512F (or CLIP_CPU_GEMM=onednn); oneDNN runs these products");
-        return;
-    }
-    std::mt19937 rng(11);
-    const std::vector<std::int64_t> rows{1, 3, 9, 10, 11, 50, 400, 523};
-    const std::vector<std::int64_t> depths{1, 7, 383, 384, 385, 800};
-    const std::vector<std::int64_t> columns{1, 15, 16, 17, 32, 33, 100};
-    const activation acts[] = {activation::none, activation::relu, activation::quick_gelu};
-    auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)]; };
-    for (int trial = 0; trial < 60; ++trial) {
-        const std::int64_t m = pick(rows), k = pick(depths), n = pick(columns);
-        const auto seed = static_cast<std::uint64_t>(trial * 7);
-        const tensor x = clip::rand_normal({m, k}, seed + 1), w = clip::rand_normal({n, k}, seed + 2);
-        matmul_options o{.act = acts[trial % 3], .scale = trial % 4 == 1 ? 0.5f : 1.0f};
-        if (trial % 2 == 0) o.bias = clip::rand_normal({n}, seed + 3);
-        if (trial % 5 == 1) o.residual = clip::rand_normal({m, n}, seed + 4);
-        if (trial % 5 == 2) o.residual = clip::rand_normal({n}, seed + 4); // broadcast over rows
-        INFO("trial " << trial << ": M " << m << ", K " << k << ", N " << n);
-        const clip::packed_weights packed(w.t());
-        clip::test::check_close(clip::matmul(x, packed, o), expected(x, w, o), 4e-6 * std::sqrt(static_cast<double>(k)));
-        CHECK(packed.packed_count() == 1);
+TEST_CASE("the product matches double precision across tiles, chunks, panels and epilogues") {
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        std::mt19937 rng(11);
+        const std::vector<std::int64_t> rows{1, 3, 9, 10, 11, 50, 400, 523};
+        const std::vector<std::int64_t> depths{1, 7, 383, 384, 385, 800};
+        const std::vector<std::int64_t> columns{1, 15, 16, 17, 32, 33, 100};
+        const activation acts[] = {activation::none, activation::relu, activation::quick_gelu};
+        auto pick = [&](const auto& v) { return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)]; };
+        for (int trial = 0; trial < 60; ++trial) {
+            const std::int64_t m = pick(rows), k = pick(depths), n = pick(columns);
+            const auto seed = static_cast<std::uint64_t>(trial * 7);
+            const tensor x = clip::rand_normal({m, k}, seed + 1), w = clip::rand_normal({n, k}, seed + 2);
+            matmul_options o{.act = acts[trial % 3], .scale = trial % 4 == 1 ? 0.5f : 1.0f};
+            if (trial % 2 == 0) o.bias = clip::rand_normal({n}, seed + 3);
+            if (trial % 5 == 1) o.residual = clip::rand_normal({m, n}, seed + 4);
+            if (trial % 5 == 2) o.residual = clip::rand_normal({n}, seed + 4); // broadcast over rows
+            INFO("trial " << trial << ": M " << m << ", K " << k << ", N " << n);
+            const clip::packed_weights packed(w.t());
+            clip::test::check_close(clip::matmul(x, packed, o), expected(x, w, o), 4e-6 * std::sqrt(static_cast<double>(k)));
+            CHECK(packed.packed_count() == 1);
+        }
     }
 }
 
 TEST_CASE("QuickGELU in the epilogue saturates like the reference at large magnitudes") {
-    if (!kernel_available()) {
-        MESSAGE("skipped: no AVX-512F");
-        return;
-    }
-    // x·wᵀ with w = identity-like columns gives the chosen pre-activations exactly.
-    const std::vector<float> values{-200.0f, -90.0f, -60.0f, -20.0f, -1.0f, -1e-3f, 0.0f, 1e-3f, 0.5f, 3.0f, 50.0f, 100.0f, 300.0f};
-    const auto count = static_cast<std::int64_t>(values.size());
-    const tensor x = tensor::from(values, shape{count, 1});
-    const clip::packed_weights one(tensor::ones({1, 1}));
-    const tensor y = clip::matmul(x, one, {.act = activation::quick_gelu});
-    const std::vector<float> got = y.to_vector<float>();
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        const float v = values[i], want = clip::detail::activate(activation::quick_gelu, v);
-        INFO("x = " << v << ": got " << got[i] << ", want " << want);
-        CHECK(std::abs(got[i] - want) <= 2e-6f * std::max(1.0f, std::abs(want)));
-        CHECK(!std::isnan(got[i]));
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        // x·wᵀ with w = identity-like columns gives the chosen pre-activations exactly.
+        const std::vector<float> values{-200.0f, -90.0f, -60.0f, -20.0f, -1.0f, -1e-3f, 0.0f, 1e-3f, 0.5f, 3.0f, 50.0f, 100.0f, 300.0f};
+        const auto count = static_cast<std::int64_t>(values.size());
+        const tensor x = tensor::from(values, shape{count, 1});
+        const clip::packed_weights one(tensor::ones({1, 1}));
+        const tensor y = clip::matmul(x, one, {.act = activation::quick_gelu});
+        const std::vector<float> got = y.to_vector<float>();
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            const float v = values[i], want = clip::detail::activate(activation::quick_gelu, v);
+            INFO("x = " << v << ": got " << got[i] << ", want " << want);
+            CHECK(std::abs(got[i] - want) <= 2e-6f * std::max(1.0f, std::abs(want)));
+            CHECK(!std::isnan(got[i]));
+        }
     }
 }
 
 TEST_CASE("strided and batched rows, and a residual that is the output itself") {
-    if (!kernel_available()) {
-        MESSAGE("skipped: no AVX-512F");
-        return;
-    }
-    const tensor wide = clip::rand_normal({2, 25, 900}, 1);
-    const tensor x = wide.slice(2, 0, 800); // rows 900 floats apart
-    const tensor w = clip::rand_normal({70, 800}, 2), b = clip::rand_normal({70}, 3);
-    const clip::packed_weights packed(w.t());
-    const tensor y = clip::matmul(x, packed, {.bias = b, .act = activation::quick_gelu});
-    CHECK(y.shape() == shape{2, 25, 70});
-    clip::test::check_close(y.reshape({50, 70}), expected(x.contiguous().reshape({50, 800}), w, {.bias = b, .act = activation::quick_gelu}),
-                            1e-4);
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        const tensor wide = clip::rand_normal({2, 25, 900}, 1);
+        const tensor x = wide.slice(2, 0, 800); // rows 900 floats apart
+        const tensor w = clip::rand_normal({70, 800}, 2), b = clip::rand_normal({70}, 3);
+        const clip::packed_weights packed(w.t());
+        const tensor y = clip::matmul(x, packed, {.bias = b, .act = activation::quick_gelu});
+        CHECK(y.shape() == shape{2, 25, 70});
+        clip::test::check_close(y.reshape({50, 70}), expected(x.contiguous().reshape({50, 800}), w, {.bias = b, .act = activation::quick_gelu}),
+                                1e-4);
 
-    // x += x·Wᵀ: the residual is read before its tile is written (K spans three chunks).
-    const tensor square = clip::rand_normal({1000, 1000}, 4), h = clip::rand_normal({37, 1000}, 5);
-    const tensor want = expected(h, square, {.residual = h});
-    const clip::packed_weights sq(square.t());
-    tensor out = h.clone();
-    clip::matmul_into(out, out.clone(), sq, {.residual = out});
-    clip::test::check_close(out, want, 1e-3);
+        // x += x·Wᵀ: the residual is read before its tile is written (K spans three chunks).
+        const tensor square = clip::rand_normal({1000, 1000}, 4), h = clip::rand_normal({37, 1000}, 5);
+        const tensor want = expected(h, square, {.residual = h});
+        const clip::packed_weights sq(square.t());
+        tensor out = h.clone();
+        clip::matmul_into(out, out.clone(), sq, {.residual = out});
+        clip::test::check_close(out, want, 1e-3);
+    }
 }
 
 TEST_CASE("outputs with rows 4 KB apart, written with non-temporal stores") {
-    if (!kernel_available()) {
-        MESSAGE("skipped: no AVX-512F");
-        return;
-    }
-    const tensor x = clip::rand_normal({520, 200}, 1), w = clip::rand_normal({1024, 200}, 2), b = clip::rand_normal({1024}, 3);
-    const clip::packed_weights packed(w.t());
-    const tensor y = clip::matmul(x, packed, {.bias = b, .act = activation::quick_gelu});
-    CHECK(clip::detail::cpu_gemm::streamed(520, 1024, y.data<float>()));
-    clip::test::check_close(y, expected(x, w, {.bias = b, .act = activation::quick_gelu}), 1e-4);
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        const tensor x = clip::rand_normal({520, 200}, 1), w = clip::rand_normal({1024, 200}, 2), b = clip::rand_normal({1024}, 3);
+        const clip::packed_weights packed(w.t());
+        const tensor y = clip::matmul(x, packed, {.bias = b, .act = activation::quick_gelu});
+        CHECK(clip::detail::cpu_gemm::streamed(520, 1024, y.data<float>()));
+        clip::test::check_close(y, expected(x, w, {.bias = b, .act = activation::quick_gelu}), 1e-4);
 
-    // In place, K over three chunks: every tile reads its residual before the stores.
-    const tensor square = clip::rand_normal({1024, 1024}, 4), h = clip::rand_normal({512, 1024}, 5);
-    const tensor want = expected(h, square, {.residual = h});
-    const clip::packed_weights sq(square.t());
-    tensor out = h.clone();
-    CHECK(clip::detail::cpu_gemm::streamed(512, 1024, out.data<float>()));
-    clip::matmul_into(out, out.clone(), sq, {.residual = out});
-    clip::test::check_close(out, want, 1e-3);
-    // Below 2 MB the output stays cached.
-    CHECK(!clip::detail::cpu_gemm::streamed(400, 1024, y.data<float>()));
+        // In place, K over three chunks: every tile reads its residual before the stores.
+        const tensor square = clip::rand_normal({1024, 1024}, 4), h = clip::rand_normal({512, 1024}, 5);
+        const tensor want = expected(h, square, {.residual = h});
+        const clip::packed_weights sq(square.t());
+        tensor out = h.clone();
+        CHECK(clip::detail::cpu_gemm::streamed(512, 1024, out.data<float>()));
+        clip::matmul_into(out, out.clone(), sq, {.residual = out});
+        clip::test::check_close(out, want, 1e-3);
+        // Below 2 MB the output stays cached.
+        CHECK(!clip::detail::cpu_gemm::streamed(400, 1024, y.data<float>()));
+    }
 }
 
 TEST_CASE("which products take the kernel") {
-    if (!kernel_available()) {
-        MESSAGE("skipped: no AVX-512F");
-        return;
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        const tensor x = clip::rand_normal({50, 64}, 1), w = clip::rand_normal({96, 64}, 2);
+        const clip::packed_weights packed(w.t());
+        (void)clip::matmul(x, packed, {.act = activation::quick_gelu});
+        CHECK(packed.packed_count() == 1);
+        CHECK(clip::detail::cpu_gemm::supports(activation::quick_gelu));
+        CHECK(!clip::detail::cpu_gemm::supports(activation::gelu)); // erf: oneDNN's
+        // Switched off, the same product goes to oneDNN and agrees.
+        const tensor own = clip::matmul(x, packed, {.act = activation::relu});
+        clip::detail::cpu_gemm::enabled() = false;
+        const tensor other = clip::matmul(x, packed, {.act = activation::relu});
+        clip::detail::cpu_gemm::enabled() = true;
+        clip::test::check_close(own, other, 1e-5);
     }
-    const tensor x = clip::rand_normal({50, 64}, 1), w = clip::rand_normal({96, 64}, 2);
-    const clip::packed_weights packed(w.t());
-    (void)clip::matmul(x, packed, {.act = activation::quick_gelu});
-    CHECK(packed.packed_count() == 1);
-    CHECK(clip::detail::cpu_gemm::supports(activation::quick_gelu));
-    CHECK(!clip::detail::cpu_gemm::supports(activation::gelu)); // erf: oneDNN's
-    // Switched off, the same product goes to oneDNN and agrees.
-    const tensor own = clip::matmul(x, packed, {.act = activation::relu});
-    clip::detail::cpu_gemm::enabled() = false;
-    const tensor other = clip::matmul(x, packed, {.act = activation::relu});
-    clip::detail::cpu_gemm::enabled() = true;
-    clip::test::check_close(own, other, 1e-5);
 }

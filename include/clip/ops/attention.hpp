@@ -160,7 +160,7 @@ inline tensor attention(const tensor& q, const tensor& k, const tensor& v, float
     const std::int64_t blocks = std::clamp<std::int64_t>((4 * num_threads() + B * H - 1) / (B * H), 1, (T + 15) / 16);
     const std::int64_t block = (T + blocks - 1) / blocks;
 #if defined(CLIP_HAS_AVX512_GEMM)
-    if (detail::cpu_gemm::cpu_ready() && detail::cpu_gemm::enabled() && S > 0) {
+    if (detail::cpu_gemm::chosen() == detail::cpu_gemm::kernel::avx512 && S > 0) {
         detail::parallel_for(B * H * blocks, block * S * D * 4, [&](std::int64_t first, std::int64_t last) {
             thread_local std::vector<float> scratch;
             for (std::int64_t task = first; task < last; ++task) {

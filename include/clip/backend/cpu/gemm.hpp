@@ -1,10 +1,10 @@
-// clip/backend/cpu/gemm.hpp: clip's own product with constant weights, on AVX-512.
+// clip/backend/cpu/gemm.hpp: clip's own product with constant weights.
 //
 //   y = act(scale · (x · W) + bias) + residual,   x [M, K] rows, W [K, N] a packed_weights
 //
 // Where the CPU has AVX-512F this beats oneDNN 2.6's brgemm on CLIP's linear layers, most at the
-// 50 rows of one ViT-B/32 image (bench/gemm, ViT-B/32's four layer shapes: about 460 against
-// 390 GFLOP/s at 50 rows, 490 against 460 at 400 rows, 2 threads, peak 537).
+// 50 rows of one ViT-B/32 image (bench/gemm, ViT-B/32's four layer shapes: about 500 against
+// 480 GFLOP/s at 50 rows, 510 against 510 at 400 rows, 2 threads, peak 537).
 // - W is packed once into panels of 32 columns, [panel][K][32], zero-padded to a whole panel.
 // - A 10×32 tile of y stays in 20 registers over a chunk of 384 k-steps: per step, two loads of W's
 //   row and ten broadcasts of x feed 20 FMAs.
@@ -14,9 +14,12 @@
 // - Partial sums of a K longer than one chunk go to per-thread scratch, so y is written once, with
 //   the epilogue fused; a residual may therefore be y itself.
 // - Large outputs whose rows are a multiple of 4 KB apart are written with non-temporal stores.
-// The functions carry their own target attribute and run only after a run-time CPU check, so
-// the library's -march (x86-64-v3) is unchanged. Activations other than none, ReLU and QuickGELU,
-// other CPUs, and operands this cannot take as strided rows stay on oneDNN.
+// The AVX-512 functions carry their own target attribute and run only after a run-time CPU
+// check, so the library's -march (x86-64-v3) is unchanged. Other CPUs run the portable kernel:
+// the same scheme in xsimd at the build's width, 6×16 tiles with AVX2 (the classic shape for
+// 16 registers). CLIP_CPU_GEMM=simd runs it everywhere, CLIP_CPU_GEMM=onednn neither.
+// Activations other than none, ReLU and QuickGELU, and operands this cannot take as strided
+// rows stay on oneDNN.
 #pragma once
 
 #include <omp.h>
@@ -27,6 +30,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -36,6 +41,7 @@
 #include "clip/core/mapped_memory.hpp"
 #include "clip/core/parallel.hpp"
 #include "clip/core/tensor.hpp"
+#include "clip/expr/functors.hpp"
 #include "clip/ops/matmul_spec.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -52,12 +58,22 @@ inline constexpr std::int64_t k_chunk = 384;    // k-steps per pass over a tile
 inline constexpr std::int64_t m_chunk = 200;    // rows whose slice of x stays in L2 across one thread's panels
                                                 // (480 left it to L3: 490 instead of 510 GFLOP/s at 400 rows)
 
-/// Whether products with packed weights may use this kernel: the environment variable
-/// CLIP_CPU_GEMM=onednn turns it off, and bench/gemm flips it to compare the two in one run.
+/// Whether products with packed weights may use these kernels: the environment variable
+/// CLIP_CPU_GEMM=onednn turns them off, and bench/gemm flips it to compare the two in one run.
 inline bool& enabled() noexcept {
     static bool on = [] {
         const char* env = std::getenv("CLIP_CPU_GEMM");
         return !(env && std::string_view(env) == "onednn");
+    }();
+    return on;
+}
+
+/// Whether the portable kernel (xsimd, the build's vector width) runs even where AVX-512F would:
+/// CLIP_CPU_GEMM=simd, to measure on one machine what a CPU without AVX-512 gets.
+inline bool& portable() noexcept {
+    static bool on = [] {
+        const char* env = std::getenv("CLIP_CPU_GEMM");
+        return env && std::string_view(env) == "simd";
     }();
     return on;
 }
@@ -80,6 +96,18 @@ struct epilogue {
 inline bool streamed(std::int64_t m, std::int64_t n, const float* y) noexcept {
     return n % 1024 == 0 && m * n * static_cast<std::int64_t>(sizeof(float)) >= (std::int64_t{2} << 20) &&
            reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
+}
+
+/// Whether CPUs without AVX-512F run the portable kernel rather than oneDNN: yes when it is
+/// built for AVX2 and FMA. Measured here with both limited to AVX2 (CLIP_CPU_GEMM=simd against
+/// ONEDNN_MAX_CPU_ISA=AVX2): 250 against 218-250 GFLOP/s on ViT-B/32's layers at 400 rows, and
+/// ViT-B/32 at one image 27.2 against 20.7 images/s.
+inline constexpr bool portable_default() noexcept {
+#if defined(__AVX2__) && defined(__FMA__)
+    return true;
+#else
+    return false;
+#endif
 }
 
 inline bool supports(activation act) noexcept {
@@ -173,8 +201,12 @@ CLIP_AVX512 inline void tile(std::int64_t kc, const float* x, std::int64_t x_str
     }
 }
 
+#endif // CLIP_HAS_AVX512_GEMM
+
 using tile_fn = void (*)(std::int64_t, const float*, std::int64_t, const float*, const float*, float*, float*,
                         std::int64_t, std::int64_t, const epilogue&);
+
+#if defined(CLIP_HAS_AVX512_GEMM)
 
 template <bool First, bool Final, int... R>
 constexpr std::array<tile_fn, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
@@ -199,59 +231,163 @@ CLIP_AVX512 inline void panel_rows(std::int64_t m, std::int64_t kc, const float*
     }
 }
 
+#endif // CLIP_HAS_AVX512_GEMM
+
+/// The portable kernel, for CPUs without AVX-512F: the same scheme in xsimd at the build's
+/// vector width (8 floats with clip's x86-64-v3), with panels two registers wide and tiles of 6
+/// rows, so 12 accumulators, two registers of W and a broadcast fit AVX2's 16 registers.
+namespace portable_kernel {
+
+inline constexpr std::int64_t width = 2 * simd_width; // columns per panel and tile
+inline constexpr int tile_rows = 6;
+
+inline simd activate(simd v, activation act) noexcept {
+    switch (act) {
+    case activation::relu: return op::relu{}(v);
+    case activation::quick_gelu: return op::quick_gelu{}(v);
+    default: return v;
+    }
+}
+
+/// The first n floats at p (zeros past them), as a register.
+inline simd load_first(const float* p, std::int64_t n) noexcept {
+    return n >= simd_width ? simd::load_unaligned(p) : load_partial(p, n);
+}
+
+/// One R × width tile over kc k-steps; First and Final as in the AVX-512 tile.
+template <int R, bool First, bool Final>
+inline void tile(std::int64_t kc, const float* x, std::int64_t x_stride, const float* w, const float* prefetch,
+                 float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+    simd acc[R][2];
+    for (int i = 0; i < R; ++i)
+        for (int v = 0; v < 2; ++v)
+            acc[i][v] = First ? simd(0.0f) : simd::load_unaligned(partial + i * width + v * simd_width);
+    for (std::int64_t k = 0; k < kc; ++k) {
+        const simd w0 = simd::load_unaligned(w + k * width), w1 = simd::load_unaligned(w + k * width + simd_width);
+        __builtin_prefetch(prefetch + k * (width / 2), 0, 2); // into L2, as _MM_HINT_T1
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+            const simd xi(x[i * x_stride + k]);
+            acc[i][0] = xsimd::fma(xi, w0, acc[i][0]);
+            acc[i][1] = xsimd::fma(xi, w1, acc[i][1]);
+        }
+    }
+    if constexpr (!Final) {
+        for (int i = 0; i < R; ++i)
+            for (int v = 0; v < 2; ++v) acc[i][v].store_unaligned(partial + i * width + v * simd_width);
+    } else {
+        const std::int64_t lanes[2] = {std::clamp<std::int64_t>(cols, 0, simd_width),
+                                       std::clamp<std::int64_t>(cols - simd_width, 0, simd_width)};
+        simd bias[2] = {simd(0.0f), simd(0.0f)};
+        if (e.bias)
+            for (int v = 0; v < 2; ++v) bias[v] = load_first(e.bias + v * simd_width, lanes[v]);
+        for (int i = 0; i < R; ++i)
+            for (int v = 0; v < 2; ++v) {
+                if (lanes[v] == 0) continue;
+                simd out = activate((e.scale == 1.0f ? acc[i][v] : acc[i][v] * simd(e.scale)) + bias[v], e.act);
+                if (e.residual) out += load_first(e.residual + i * e.residual_stride + v * simd_width, lanes[v]);
+                float* to = y + i * y_stride + v * simd_width;
+                if (lanes[v] < simd_width) store_partial(to, out, lanes[v]);
+                else if (e.stream) stream_store(to, out);
+                else out.store_unaligned(to);
+            }
+    }
+}
+
+template <bool First, bool Final, int... R>
+constexpr std::array<tile_fn, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
+    return {&tile<R + 1, First, Final>...};
+}
+
+/// All m rows of one panel for one chunk, as the AVX-512 panel_rows.
+template <bool First, bool Final>
+inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
+                       float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e) {
+    static constexpr auto by_rows = tiles<First, Final>(std::make_integer_sequence<int, tile_rows>{});
+    const float* next = w + kc * width;
+    const std::int64_t chunk = kc * width, slice = chunk / 2; // two tiles prefetch the next chunk
+    for (std::int64_t i = 0, t = 0; i < m; ++t) {
+        const std::int64_t r = std::min<std::int64_t>(m - i, tile_rows);
+        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t < 2 ? t * slice : 0),
+                                                 partial + i * width, y + i * y_stride, y_stride, cols, e);
+        if (e.residual) e.residual += r * e.residual_stride;
+        i += r;
+    }
+}
+
+} // namespace portable_kernel
+
+/// Which kernel runs the tiles.
+enum class kernel { avx512, portable };
+
+template <kernel K>
+inline constexpr std::int64_t width_of = K == kernel::avx512 ? panel_width : portable_kernel::width;
+
+template <kernel K, bool First, bool Final>
+inline void run_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
+                     float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+#if defined(CLIP_HAS_AVX512_GEMM)
+    if constexpr (K == kernel::avx512) {
+        panel_rows<First, Final>(m, kc, x, x_stride, w, partial, y, y_stride, cols, e);
+        return;
+    }
+#endif
+    portable_kernel::panel_rows<First, Final>(m, kc, x, x_stride, w, partial, y, y_stride, cols, e);
+}
+
 /// Panels [first, last) of y for all rows: one thread's share.
-CLIP_AVX512 inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
-                               const float* x, std::int64_t x_stride, const float* packed, float* y,
-                               std::int64_t y_stride, const epilogue& e) {
+template <kernel K>
+inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
+                   const float* x, std::int64_t x_stride, const float* packed, float* y, std::int64_t y_stride,
+                   const epilogue& e) {
+    constexpr std::int64_t width = width_of<K>;
     // Partial sums of one panel's block of rows; sized even when K fits in one chunk, so the
     // pointer handed to the tiles is never null plus an offset.
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<std::size_t>(std::min(m, m_chunk) * panel_width));
+    scratch.resize(static_cast<std::size_t>(std::min(m, m_chunk) * width));
     for (std::int64_t m0 = 0; m0 < m; m0 += m_chunk) {
         const std::int64_t rows = std::min(m_chunk, m - m0);
         for (std::int64_t p = first; p < last; ++p) {
-            const std::int64_t col = p * panel_width;
+            const std::int64_t col = p * width;
             epilogue pe = e;
             if (pe.bias) pe.bias += col;
             if (pe.residual) pe.residual += m0 * e.residual_stride + col;
-            const std::int64_t cols = std::min(panel_width, n - col);
+            const std::int64_t cols = std::min(width, n - col);
             float* out = y + m0 * y_stride + col;
             for (std::int64_t k0 = 0; k0 < k; k0 += k_chunk) {
                 const std::int64_t kc = std::min(k_chunk, k - k0);
                 const bool first_chunk = k0 == 0, final_chunk = k0 + kc == k;
                 const float* xs = x + m0 * x_stride + k0;
-                const float* w = packed + p * k * panel_width + k0 * panel_width;
+                const float* w = packed + p * k * width + k0 * width;
                 if (first_chunk && final_chunk)
-                    panel_rows<true, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    run_rows<K, true, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else if (first_chunk)
-                    panel_rows<true, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    run_rows<K, true, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else if (final_chunk)
-                    panel_rows<false, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    run_rows<K, false, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else
-                    panel_rows<false, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    run_rows<K, false, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
             }
         }
     }
-    if (e.stream) _mm_sfence(); // non-temporal stores are weakly ordered: visible before the threads join
+    if (e.stream) stream_fence(); // non-temporal stores are weakly ordered: visible before the threads join
 }
 
-#endif // CLIP_HAS_AVX512_GEMM
-
-/// W [K, N] (any strides) packed into zero-padded panels: element (k, n) at
-/// ((n / 32) · K + k) · 32 + n % 32.
-inline std::shared_ptr<void> pack(const tensor& w) {
-    const std::int64_t k = w.size(0), n = w.size(1), count = (n + panel_width - 1) / panel_width;
-    std::shared_ptr<void> bytes = allocate(static_cast<std::size_t>(count * k * panel_width) * sizeof(float), device::cpu());
+/// W [K, N] (any strides) packed into zero-padded panels `width` columns wide: element (k, n) at
+/// ((n / width) · K + k) · width + n % width.
+inline std::shared_ptr<void> pack(const tensor& w, std::int64_t width) {
+    const std::int64_t k = w.size(0), n = w.size(1), count = (n + width - 1) / width;
+    std::shared_ptr<void> bytes = allocate(static_cast<std::size_t>(count * k * width) * sizeof(float), device::cpu());
     float* out = static_cast<float*>(bytes.get());
     const tensor plain = w.to(dtype::f32);
     const float* in = plain.data<float>();
     const std::int64_t sk = plain.stride(0), sn = plain.stride(1);
-    parallel_for(count, k * panel_width, [&](std::int64_t begin, std::int64_t end) {
+    parallel_for(count, k * width, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t p = begin; p < end; ++p)
-            for (std::int64_t c = 0; c < panel_width; ++c) {
-                const std::int64_t col = p * panel_width + c;
-                float* dst = out + p * k * panel_width + c;
-                for (std::int64_t i = 0; i < k; ++i) dst[i * panel_width] = col < n ? in[i * sk + col * sn] : 0.0f;
+            for (std::int64_t c = 0; c < width; ++c) {
+                const std::int64_t col = p * width + c;
+                float* dst = out + p * k * width + c;
+                for (std::int64_t i = 0; i < k; ++i) dst[i * width] = col < n ? in[i * sk + col * sn] : 0.0f;
             }
     });
     if (plain.storage() == w.storage() && (w.is_contiguous() || w.t().is_contiguous())) // the panels replace it
@@ -259,14 +395,43 @@ inline std::shared_ptr<void> pack(const tensor& w) {
     return bytes;
 }
 
+/// The kernel products with packed weights take on this CPU, if any.
+inline std::optional<kernel> chosen() noexcept {
+    if (!enabled()) return std::nullopt;
+#if defined(CLIP_HAS_AVX512_GEMM)
+    if (cpu_ready() && !portable()) return kernel::avx512;
+#endif
+    if (portable() || portable_default()) return kernel::portable;
+    return std::nullopt;
+}
+
+template <kernel K>
+inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
+                const float* w, float* y, const epilogue& e) {
+    const std::int64_t count = (n + width_of<K> - 1) / width_of<K>;
+    const std::int64_t work = m * n * k;
+    const int threads = omp_in_parallel() || work < (1 << 18)
+                            ? 1
+                            : static_cast<int>(std::min<std::int64_t>(num_threads(), count));
+    if (threads == 1) {
+        panels<K>(0, count, m, k, n, x, x_stride, w, y, n, e);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
+        panels<K>(count * t / parts, count * (t + 1) / parts, m, k, n, x, x_stride, w, y, n, e);
+    }
+}
+
 /// Runs the product here if it can: packed weights, f32 rows with a unit column stride, a
-/// supported activation, and a CPU with AVX-512F. Returns false to leave it to oneDNN.
+/// supported activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
 /// `out` is contiguous [..., M, N]; `a` is [..., M, K]; `b` the packed weights' plain [K, N].
 inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const matmul_options& o,
                    const packed_weights* packed) {
-#if defined(CLIP_HAS_AVX512_GEMM)
-    if (!packed || !enabled() || !cpu_ready() || !supports(o.act) || b.ndim() != 2 || a.dtype() != dtype::f32 ||
-        b.dtype() != dtype::f32 || !a.device().is_cpu())
+    const std::optional<kernel> which = packed ? chosen() : std::nullopt;
+    if (!which || !supports(o.act) || b.ndim() != 2 || a.dtype() != dtype::f32 || b.dtype() != dtype::f32 ||
+        !a.device().is_cpu())
         return false;
     const std::int64_t k = b.size(0), n = b.size(1), m = out.numel() / std::max<std::int64_t>(n, 1);
     if (k == 0 || m == 0 || n == 0) return false;
@@ -291,31 +456,20 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
         bias = o.bias.to(dtype::f32).contiguous();
         e.bias = bias.data<float>();
     }
-    const auto layout = packed->packed("clip-gemm/avx512/32", [&] { return pack(b); });
-    const float* w = static_cast<const float*>(layout.get());
     const float* x = a.data<float>();
     float* y = out.data<float>();
-
     e.stream = streamed(m, n, y);
-    const std::int64_t count = (n + panel_width - 1) / panel_width;
-    const std::int64_t work = m * n * k;
-    const int threads = omp_in_parallel() || work < (1 << 18)
-                            ? 1
-                            : static_cast<int>(std::min<std::int64_t>(num_threads(), count));
-    if (threads == 1) {
-        panels(0, count, m, k, n, x, x_stride, w, y, n, e);
-        return true;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
-        panels(count * t / parts, count * (t + 1) / parts, m, k, n, x, x_stride, w, y, n, e);
+    if (*which == kernel::avx512) {
+        const auto layout = packed->packed("clip-gemm/avx512/32", [&] { return pack(b, panel_width); });
+        run<kernel::avx512>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
+    } else {
+        constexpr std::string_view key = portable_kernel::width == 8    ? "clip-gemm/portable/8"
+                                         : portable_kernel::width == 16 ? "clip-gemm/portable/16"
+                                                                        : "clip-gemm/portable/32";
+        const auto layout = packed->packed(std::string(key), [&] { return pack(b, portable_kernel::width); });
+        run<kernel::portable>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
     }
     return true;
-#else
-    (void)out, (void)a, (void)b, (void)o, (void)packed;
-    return false;
-#endif
 }
 
 } // namespace clip::detail::cpu_gemm
