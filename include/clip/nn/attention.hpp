@@ -10,12 +10,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "clip/nn/linear.hpp"
 #include "clip/ops/attention.hpp"
 
 namespace clip::nn {
+
+/// The position every sequence pools, if they all pool the same one (and there is one).
+inline std::optional<std::int64_t> common_position(const std::vector<std::int64_t>& positions) {
+    if (positions.empty() ||
+        !std::all_of(positions.begin(), positions.end(), [&](std::int64_t p) { return p == positions[0]; }))
+        return std::nullopt;
+    return positions[0];
+}
 
 struct multihead_attention {
     linear in_proj;  // [3W, W]
@@ -51,10 +60,8 @@ struct multihead_attention {
                         const tensor& residual) const {
         const heads_of h = project(x);
         const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2);
-        const bool same = std::all_of(positions.begin(), positions.end(), [&](std::int64_t p) { return p == positions[0]; });
-        if (!causal && same && B > 0) {
-            const std::int64_t p = positions[0];
-            const tensor context = attention(h.q.slice(2, p, p + 1), h.k, h.v, h.scale, false); // [B, 1, W]
+        if (const auto p = common_position(positions); p && !causal) {
+            const tensor context = attention(h.q.slice(2, *p, *p + 1), h.k, h.v, h.scale, false); // [B, 1, W]
             return out_proj(context.view({B, W}), activation::none, residual);
         }
         const tensor context = tensor::empty({B, W}, dtype::f32, x.device());

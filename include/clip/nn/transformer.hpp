@@ -5,7 +5,6 @@
 // into the products that end each branch.
 #pragma once
 
-#include <algorithm>
 #include <vector>
 
 #include "clip/nn/attention.hpp"
@@ -19,8 +18,7 @@ namespace clip::nn {
 /// same.
 inline tensor rows_at(const tensor& x, const std::vector<std::int64_t>& positions) {
     const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2);
-    if (B > 0 && std::all_of(positions.begin(), positions.end(), [&](std::int64_t p) { return p == positions[0]; }))
-        return x.select(1, positions[0]);
+    if (const auto p = common_position(positions)) return x.select(1, *p);
     tensor rows = tensor::empty({B}, dtype::i64);
     for (std::int64_t b = 0; b < B; ++b) rows.data<std::int64_t>()[b] = b * T + positions[static_cast<std::size_t>(b)];
     return embedding(x.reshape({B * T, W}), rows);

@@ -94,13 +94,15 @@ CLIP_AVX512 inline void attention_block(const float* q, std::int64_t q_stride, s
     }
     const float* qb = q + i0 * q_stride;
     for (std::int64_t p = 0; p < key_panels; ++p)
-        panel_rows<true, true>(rows, D, qb, q_stride, kt + p * D * panel_width, scores, scores + p * panel_width, width,
-                               std::min(panel_width, keys - p * panel_width), {.scale = scale});
+        panel_rows<kernel::avx512, true, true>(rows, D, qb, q_stride, kt + p * D * panel_width, scores,
+                                               scores + p * panel_width, width,
+                                               std::min(panel_width, keys - p * panel_width), {.scale = scale});
     for (std::int64_t r = 0; r < rows; ++r)
         softmax_row(scores + r * width, causal ? i0 + r + 1 : keys, width);
     for (std::int64_t p = 0; p < value_panels; ++p)
-        panel_rows<true, true>(rows, keys, scores, width, vp + p * keys * panel_width, scores, out + i0 * out_stride + p * panel_width,
-                               out_stride, std::min(panel_width, D - p * panel_width), {});
+        panel_rows<kernel::avx512, true, true>(rows, keys, scores, width, vp + p * keys * panel_width, scores,
+                                               out + i0 * out_stride + p * panel_width, out_stride,
+                                               std::min(panel_width, D - p * panel_width), {});
 }
 
 } // namespace clip::detail::cpu_gemm

@@ -58,23 +58,23 @@ inline constexpr std::int64_t k_chunk = 384;    // k-steps per pass over a tile
 inline constexpr std::int64_t m_chunk = 200;    // rows whose slice of x stays in L2 across one thread's panels
                                                 // (480 left it to L3: 490 instead of 510 GFLOP/s at 400 rows)
 
+/// Whether CLIP_CPU_GEMM is set to `value`.
+inline bool env_selects(std::string_view value) noexcept {
+    const char* env = std::getenv("CLIP_CPU_GEMM");
+    return env && std::string_view(env) == value;
+}
+
 /// Whether products with packed weights may use these kernels: the environment variable
 /// CLIP_CPU_GEMM=onednn turns them off, and bench/gemm flips it to compare the two in one run.
 inline bool& enabled() noexcept {
-    static bool on = [] {
-        const char* env = std::getenv("CLIP_CPU_GEMM");
-        return !(env && std::string_view(env) == "onednn");
-    }();
+    static bool on = !env_selects("onednn");
     return on;
 }
 
 /// Whether the portable kernel (xsimd, the build's vector width) runs even where AVX-512F would:
 /// CLIP_CPU_GEMM=simd, to measure on one machine what a CPU without AVX-512 gets.
 inline bool& portable() noexcept {
-    static bool on = [] {
-        const char* env = std::getenv("CLIP_CPU_GEMM");
-        return env && std::string_view(env) == "simd";
-    }();
+    static bool on = env_selects("simd");
     return on;
 }
 
@@ -203,36 +203,6 @@ CLIP_AVX512 inline void tile(std::int64_t kc, const float* x, std::int64_t x_str
 
 #endif // CLIP_HAS_AVX512_GEMM
 
-using tile_fn = void (*)(std::int64_t, const float*, std::int64_t, const float*, const float*, float*, float*,
-                        std::int64_t, std::int64_t, const epilogue&);
-
-#if defined(CLIP_HAS_AVX512_GEMM)
-
-template <bool First, bool Final, int... R>
-constexpr std::array<tile_fn, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
-    return {&tile<R + 1, First, Final>...};
-}
-
-/// All m rows of one panel for one chunk of kc k-steps; tile t prefetches the t-th slice of the
-/// chunk that follows in memory (the next chunk of this panel, or the next panel's first).
-template <bool First, bool Final>
-CLIP_AVX512 inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride,
-                                   const float* w, float* partial, float* y, std::int64_t y_stride,
-                                   std::int64_t cols, epilogue e) {
-    static constexpr auto by_rows = tiles<First, Final>(std::make_integer_sequence<int, tile_rows>{});
-    const float* next = w + kc * panel_width;
-    const std::int64_t slice = kc * 16, chunk = kc * panel_width;
-    for (std::int64_t i = 0, t = 0; i < m; ++t) {
-        const std::int64_t r = std::min<std::int64_t>(m - i, tile_rows);
-        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t * slice < chunk ? t * slice : 0),
-                                                 partial + i * panel_width, y + i * y_stride, y_stride, cols, e);
-        if (e.residual) e.residual += r * e.residual_stride;
-        i += r;
-    }
-}
-
-#endif // CLIP_HAS_AVX512_GEMM
-
 /// The portable kernel, for CPUs without AVX-512F: the same scheme in xsimd at the build's
 /// vector width (8 floats with clip's x86-64-v3), with panels two registers wide and tiles of 6
 /// rows, so 12 accumulators, two registers of W and a broadcast fit AVX2's 16 registers.
@@ -294,27 +264,6 @@ inline void tile(std::int64_t kc, const float* x, std::int64_t x_stride, const f
     }
 }
 
-template <bool First, bool Final, int... R>
-constexpr std::array<tile_fn, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
-    return {&tile<R + 1, First, Final>...};
-}
-
-/// All m rows of one panel for one chunk, as the AVX-512 panel_rows.
-template <bool First, bool Final>
-inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
-                       float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e) {
-    static constexpr auto by_rows = tiles<First, Final>(std::make_integer_sequence<int, tile_rows>{});
-    const float* next = w + kc * width;
-    const std::int64_t chunk = kc * width, slice = chunk / 2; // two tiles prefetch the next chunk
-    for (std::int64_t i = 0, t = 0; i < m; ++t) {
-        const std::int64_t r = std::min<std::int64_t>(m - i, tile_rows);
-        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t < 2 ? t * slice : 0),
-                                                 partial + i * width, y + i * y_stride, y_stride, cols, e);
-        if (e.residual) e.residual += r * e.residual_stride;
-        i += r;
-    }
-}
-
 } // namespace portable_kernel
 
 /// Which kernel runs the tiles.
@@ -323,16 +272,37 @@ enum class kernel { avx512, portable };
 template <kernel K>
 inline constexpr std::int64_t width_of = K == kernel::avx512 ? panel_width : portable_kernel::width;
 
-template <kernel K, bool First, bool Final>
-inline void run_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
-                     float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+using tile_fn = void (*)(std::int64_t, const float*, std::int64_t, const float*, const float*, float*, float*,
+                        std::int64_t, std::int64_t, const epilogue&);
+
+/// The kernel's tiles of 1 … tile_rows rows.
+template <kernel K, bool First, bool Final, int... R>
+constexpr auto tiles(std::integer_sequence<int, R...>) {
 #if defined(CLIP_HAS_AVX512_GEMM)
-    if constexpr (K == kernel::avx512) {
-        panel_rows<First, Final>(m, kc, x, x_stride, w, partial, y, y_stride, cols, e);
-        return;
-    }
+    if constexpr (K == kernel::avx512) return std::array<tile_fn, sizeof...(R)>{&tile<R + 1, First, Final>...};
 #endif
-    portable_kernel::panel_rows<First, Final>(m, kc, x, x_stride, w, partial, y, y_stride, cols, e);
+    if constexpr (K == kernel::portable)
+        return std::array<tile_fn, sizeof...(R)>{&portable_kernel::tile<R + 1, First, Final>...};
+}
+
+/// All m rows of one panel for one chunk of kc k-steps; tiles 0 and 1 each prefetch half of the
+/// chunk that follows in memory (the next chunk of this panel, or the next panel's first), the
+/// later ones its start again.
+template <kernel K, bool First, bool Final>
+inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
+                       float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e) {
+    constexpr std::int64_t width = width_of<K>;
+    constexpr int rows = K == kernel::avx512 ? tile_rows : portable_kernel::tile_rows;
+    static constexpr auto by_rows = tiles<K, First, Final>(std::make_integer_sequence<int, rows>{});
+    const float* next = w + kc * width;
+    const std::int64_t slice = kc * width / 2;
+    for (std::int64_t i = 0, t = 0; i < m; ++t) {
+        const std::int64_t r = std::min<std::int64_t>(m - i, rows);
+        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t < 2 ? t * slice : 0),
+                                                 partial + i * width, y + i * y_stride, y_stride, cols, e);
+        if (e.residual) e.residual += r * e.residual_stride;
+        i += r;
+    }
 }
 
 /// Panels [first, last) of y for all rows: one thread's share.
@@ -360,13 +330,13 @@ inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::i
                 const float* xs = x + m0 * x_stride + k0;
                 const float* w = packed + p * k * width + k0 * width;
                 if (first_chunk && final_chunk)
-                    run_rows<K, true, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    panel_rows<K, true, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else if (first_chunk)
-                    run_rows<K, true, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    panel_rows<K, true, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else if (final_chunk)
-                    run_rows<K, false, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    panel_rows<K, false, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
                 else
-                    run_rows<K, false, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
+                    panel_rows<K, false, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
             }
         }
     }
@@ -459,16 +429,18 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
     const float* x = a.data<float>();
     float* y = out.data<float>();
     e.stream = streamed(m, n, y);
+#if defined(CLIP_HAS_AVX512_GEMM)
     if (*which == kernel::avx512) {
         const auto layout = packed->packed("clip-gemm/avx512/32", [&] { return pack(b, panel_width); });
         run<kernel::avx512>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
-    } else {
-        constexpr std::string_view key = portable_kernel::width == 8    ? "clip-gemm/portable/8"
-                                         : portable_kernel::width == 16 ? "clip-gemm/portable/16"
-                                                                        : "clip-gemm/portable/32";
-        const auto layout = packed->packed(std::string(key), [&] { return pack(b, portable_kernel::width); });
-        run<kernel::portable>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
+        return true;
     }
+#endif
+    constexpr std::string_view key = portable_kernel::width == 8    ? "clip-gemm/portable/8"
+                                     : portable_kernel::width == 16 ? "clip-gemm/portable/16"
+                                                                    : "clip-gemm/portable/32";
+    const auto layout = packed->packed(std::string(key), [&] { return pack(b, portable_kernel::width); });
+    run<kernel::portable>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
     return true;
 }
 
