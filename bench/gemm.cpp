@@ -6,7 +6,8 @@
 // the same run:
 //   clip_plain    matmul_into(out, x, w.t())                        (weights as strides, no copy)
 //   clip_packed   matmul_into(out, x, packed_weights(w.t()))        (weights reordered once: clip's
-//                 own AVX-512 kernel where the CPU has it, backend/cpu/gemm.hpp)
+//                 own kernel, backend/cpu/gemm.hpp, at every row count; by default clip runs it
+//                 up to 64 rows and leaves more to oneDNN)
 //   onednn_packed the same with the own kernel switched off: oneDNN's matmul on its packed layout
 //   clip_fused    matmul_into(out, x, packed, {bias, quick_gelu})   (the c_fc layer as CLIP runs it)
 //   dnnl_sgemm    dnnl_sgemm('N', 'T', ...) on the same x and w     (the peer; needs oneDNN)
@@ -33,6 +34,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -151,6 +153,8 @@ void BM_gemm(benchmark::State& state, variant v) {
     const clip::packed_weights packed(o.w.t());
     const clip::matmul_options fused{.bias = o.bias, .act = clip::activation::quick_gelu};
 
+    // The packed variants measure the own kernel at every row count, past the dispatch's limit.
+    clip::detail::cpu_gemm::row_limit() = std::numeric_limits<std::int64_t>::max();
     auto call = [&] {
         switch (v) {
         case variant::clip_plain: clip::matmul_into(o.out, o.x, o.w.t()); break;

@@ -5,6 +5,7 @@
 // (which products take it, which do not).
 #include "../support.hpp"
 
+#include <limits>
 #include <random>
 
 using clip::activation;
@@ -16,11 +17,18 @@ namespace {
 
 using clip::detail::cpu_gemm::kernel;
 
-/// Selects the portable kernel (or not) for its lifetime.
+/// Selects the portable kernel (or not) for its lifetime, for products of any number of rows.
 struct use_kernel {
     bool saved = clip::detail::cpu_gemm::portable();
-    explicit use_kernel(kernel k) { clip::detail::cpu_gemm::portable() = k == kernel::portable; }
-    ~use_kernel() { clip::detail::cpu_gemm::portable() = saved; }
+    std::int64_t saved_rows = clip::detail::cpu_gemm::row_limit();
+    explicit use_kernel(kernel k) {
+        clip::detail::cpu_gemm::portable() = k == kernel::portable;
+        clip::detail::cpu_gemm::row_limit() = std::numeric_limits<std::int64_t>::max();
+    }
+    ~use_kernel() {
+        clip::detail::cpu_gemm::portable() = saved;
+        clip::detail::cpu_gemm::row_limit() = saved_rows;
+    }
     use_kernel(const use_kernel&) = delete;
     use_kernel& operator=(const use_kernel&) = delete;
 };
@@ -171,4 +179,26 @@ TEST_CASE("which products take the kernel") {
         clip::detail::cpu_gemm::enabled() = true;
         clip::test::check_close(own, other, 1e-5);
     }
+}
+
+TEST_CASE("products of more rows than the limit go to oneDNN") {
+    if (kernels().empty()) return;
+    const tensor w = clip::rand_normal({96, 64}, 2);
+    const clip::packed_weights packed(w.t());
+    const std::int64_t limit = clip::detail::cpu_gemm::default_row_limit;
+    if (clip::detail::cpu_gemm::row_limit() != limit) {
+        MESSAGE("skipped: CLIP_CPU_GEMM=own lifts the row limit");
+        return;
+    }
+    const tensor few = clip::rand_normal({limit, 64}, 1), many = clip::rand_normal({limit + 1, 64}, 3);
+    const tensor own = clip::matmul(few, packed);
+    CHECK(packed.packed_count() == 1); // the own kernel's panels
+    (void)clip::matmul(few, packed);
+    CHECK(packed.packed_count() == 1);
+#if defined(CLIP_WITH_ONEDNN)
+    const tensor other = clip::matmul(many, packed);
+    CHECK(packed.packed_count() == 2); // and now oneDNN's layout
+    clip::test::check_close(other, expected(many, w, {}), 1e-4);
+#endif
+    clip::test::check_close(own, expected(few, w, {}), 1e-4);
 }

@@ -2,9 +2,9 @@
 //
 //   y = act(scale · (x · W) + bias) + residual,   x [M, K] rows, W [K, N] a packed_weights
 //
-// Where the CPU has AVX-512F this beats oneDNN 2.6's brgemm on CLIP's linear layers, most at the
-// 50 rows of one ViT-B/32 image (bench/gemm, ViT-B/32's four layer shapes: about 500 against
-// 480 GFLOP/s at 50 rows, 510 against 510 at 400 rows, 2 threads, peak 537).
+// It runs products of up to 64 rows (one image, a few texts, the pooled rows of a last block),
+// where the weights stream from memory and its prefetching beats oneDNN 2.6's brgemm; more rows
+// go to oneDNN, which is as fast or faster there (see default_row_limit).
 // - W is packed once into panels of 32 columns, [panel][K][32], zero-padded to a whole panel.
 // - A 10×32 tile of y stays in 20 registers over a chunk of 384 k-steps: per step, two loads of W's
 //   row and ten broadcasts of x feed 20 FMAs.
@@ -17,7 +17,8 @@
 // The AVX-512 functions carry their own target attribute and run only after a run-time CPU
 // check, so the library's -march (x86-64-v3) is unchanged. Other CPUs run the portable kernel:
 // the same scheme in xsimd at the build's width, 6×16 tiles with AVX2 (the classic shape for
-// 16 registers). CLIP_CPU_GEMM=simd runs it everywhere, CLIP_CPU_GEMM=onednn neither.
+// 16 registers). CLIP_CPU_GEMM=simd runs it everywhere, CLIP_CPU_GEMM=onednn neither, and
+// CLIP_CPU_GEMM=own lifts the row limit.
 // Activations other than none, ReLU and QuickGELU, and operands this cannot take as strided
 // rows stay on oneDNN.
 #pragma once
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +71,22 @@ inline bool env_selects(std::string_view value) noexcept {
 inline bool& enabled() noexcept {
     static bool on = !env_selects("onednn");
     return on;
+}
+
+/// The most rows a product may have to run here by default. With few rows the product streams
+/// its weights from memory, and these kernels' prefetching wins; with many it is bound by the
+/// FMAs, where oneDNN's brgemm is as fast or faster. Chains of ViT-B/32's 48 layer products
+/// (weights from memory, 2 threads), own kernel against oneDNN, medians of 16 alternated runs:
+/// on a Xeon with AMX (2 MB L2) 1.09x at 50 rows, 1.01 at 64, 0.99 at 77, 0.94 at 100, 0.86 at
+/// 200 and 0.87 at 400; the whole ViT-B/32 at batch 8 ran 1.11x faster with oneDNN above 100
+/// rows, 77-token texts 1.25x. On the Zen 3 CPU this was first tuned on the two tied at 400 rows.
+inline constexpr std::int64_t default_row_limit = 64;
+
+/// The row limit in force: CLIP_CPU_GEMM=own lifts it (every product with packed weights runs
+/// here), and tests and bench/gemm set it to measure the kernels at any shape.
+inline std::int64_t& row_limit() noexcept {
+    static std::int64_t rows = env_selects("own") ? std::numeric_limits<std::int64_t>::max() : default_row_limit;
+    return rows;
 }
 
 /// Whether the portable kernel (xsimd, the build's vector width) runs even where AVX-512F would:
@@ -394,8 +412,8 @@ inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, 
     }
 }
 
-/// Runs the product here if it can: packed weights, f32 rows with a unit column stride, a
-/// supported activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
+/// Runs the product here if it can: packed weights, at most row_limit() rows, f32 rows with a
+/// unit column stride, a supported activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
 /// `out` is contiguous [..., M, N]; `a` is [..., M, K]; `b` the packed weights' plain [K, N].
 inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const matmul_options& o,
                    const packed_weights* packed) {
@@ -404,7 +422,7 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
         !a.device().is_cpu())
         return false;
     const std::int64_t k = b.size(0), n = b.size(1), m = out.numel() / std::max<std::int64_t>(n, 1);
-    if (k == 0 || m == 0 || n == 0) return false;
+    if (k == 0 || m == 0 || n == 0 || m > row_limit()) return false;
     const auto rows = view_strides(a.shape(), a.strides(), shape{m, k});
     if (!rows || ((*rows)[1] != 1 && k > 1)) return false;
     const std::int64_t x_stride = (*rows)[0];
