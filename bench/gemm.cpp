@@ -13,6 +13,8 @@
 //   dnnl_sgemm    dnnl_sgemm('N', 'T', ...) on the same x and w     (the peer; needs oneDNN)
 //
 // gemm_overhead/* runs the same variants on a 1×16×16 product: the fixed cost of one call.
+// train_{forward,input_grad,weight_grad}/{own,onednn} time a linear layer's training products
+// (nothing packed ahead) through clip's dispatch and with the own kernels off.
 //
 // Counters: GFLOP/s (2·M·N·K per iteration; the fused variant counts the product only),
 // cold_ms (the first call of that configuration in the process: plan creation, weight packing,
@@ -38,6 +40,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -210,6 +213,36 @@ void BM_gemm(benchmark::State& state, variant v) {
     state.counters["threads"] = clip::num_threads();
 }
 
+/// A linear layer's training products, x [M, in], W [out, in], dz [M, out]: the forward x · Wᵀ,
+/// the input gradient dz · W and the accumulated weight gradient dW += dzᵀ · x, each through
+/// clip's dispatch (`own`: the own kernel where unpacked_wins, oneDNN elsewhere) or with the own
+/// kernels switched off (`onednn`). Nothing is packed ahead: the weights change every step.
+enum class train_product { forward, input_grad, weight_grad };
+
+void BM_train(benchmark::State& state, train_product p, bool own) {
+    const std::int64_t m = state.range(0), in = state.range(1), out = state.range(2);
+    const clip::tensor x = clip::rand_normal({m, in}, 1), dz = clip::rand_normal({m, out}, 2);
+    const clip::tensor w = clip::rand_normal({out, in}, 3, 0.0f, 0.03f);
+    const clip::tensor y = clip::tensor::zeros({m, out}), dx = clip::tensor::zeros({m, in}),
+                       dw = clip::tensor::zeros({out, in});
+    auto call = [&] {
+        switch (p) {
+        case train_product::forward: clip::matmul_into(y, x, w.t()); break;
+        case train_product::input_grad: clip::matmul_into(dx, dz, w); break;
+        case train_product::weight_grad: clip::matmul_into(dw, dz.t(), x, {.residual = dw}); break;
+        }
+    };
+    clip::detail::cpu_gemm::enabled() = own;
+    call();
+    for (auto _ : state) {
+        call();
+        benchmark::ClobberMemory();
+    }
+    clip::detail::cpu_gemm::enabled() = true;
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m) * double(in) * double(out) * 1e-9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
 struct layer {
     std::int64_t k, n;
 };
@@ -231,6 +264,18 @@ void register_all() {
                     ->Args({m, l.k, l.n})
                     ->Unit(benchmark::kMicrosecond)
                     ->UseRealTime();
+    const std::pair<train_product, const char*> products[] = {
+        {train_product::forward, "forward"}, {train_product::input_grad, "input_grad"}, {train_product::weight_grad, "weight_grad"}};
+    for (const std::int64_t m : {std::int64_t{2464}, std::int64_t{400}})
+        for (const layer& l : vit_b32_layers)
+            for (const auto& [p, name] : products)
+                for (const bool own : {true, false})
+                    benchmark::RegisterBenchmark((std::string("train_") + name + (own ? "/own" : "/onednn")).c_str(),
+                                                 BM_train, p, own)
+                        ->ArgNames({"M", "in", "out"})
+                        ->Args({m, l.k, l.n})
+                        ->Unit(benchmark::kMicrosecond)
+                        ->UseRealTime();
     // A product too small to measure anything but the fixed cost of a call (checks, plan lookup,
     // oneDNN memory objects, thread wake-up).
     for (const variant v : variants)

@@ -181,6 +181,33 @@ TEST_CASE("which products take the kernel") {
     }
 }
 
+TEST_CASE("unpacked operands with rows 4 KB apart: packed panel by panel on the way") {
+    using clip::detail::cpu_gemm::unpacked_wins;
+    CHECK(!unpacked_wins(clip::rand_normal({40, 768}, 1)));
+    CHECK(!unpacked_wins(clip::rand_normal({1024, 40}, 1).t())); // a transposed weight: columns 4 KB apart
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        INFO("kernel " << name_of(which));
+        // c_proj's input gradient dz · W, W [out, in] with in a multiple of 1024; a ragged last
+        // panel and tile, K over three chunks, more rows than one block, bias and QuickGELU.
+        const tensor w = clip::rand_normal({800, 1056}, 4).slice(1, 0, 1040), dz = clip::rand_normal({230, 800}, 5);
+        REQUIRE(!unpacked_wins(w)); // rows 1056 floats apart
+        const tensor w4k = clip::rand_normal({800, 2048}, 4).slice(1, 0, 1040);
+        REQUIRE(unpacked_wins(w4k));
+        const tensor bias = clip::rand_uniform({1040}, 6, -0.5f, 0.5f);
+        const tensor dx = clip::tensor::zeros({230, 1040});
+        clip::matmul_into(dx, dz, w4k, {.bias = bias, .act = activation::quick_gelu});
+        clip::test::check_close(dx, expected(dz, w4k.t(), {.bias = bias, .act = activation::quick_gelu}), 1e-4);
+        // Its weight gradient dW += dzᵀ · x, x [rows, 2048]: a transposed left operand, gathered
+        // once, and the gradient accumulated in place.
+        const tensor x = clip::rand_normal({37, 2048}, 7), g = clip::rand_normal({37, 96}, 8);
+        REQUIRE(unpacked_wins(x));
+        const tensor dw = clip::rand_normal({96, 2048}, 9), before = dw.clone();
+        clip::matmul_into(dw, g.t(), x, {.residual = dw});
+        clip::test::check_close(dw, expected(g.t(), x.t(), {.residual = before}), 1e-4);
+    }
+}
+
 TEST_CASE("products of more rows than the limit go to oneDNN") {
     if (kernels().empty()) return;
     const tensor w = clip::rand_normal({96, 64}, 2);

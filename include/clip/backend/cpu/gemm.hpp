@@ -1,4 +1,4 @@
-// clip/backend/cpu/gemm.hpp: clip's own product with constant weights.
+// clip/backend/cpu/gemm.hpp: clip's own product, mainly for constant (packed) weights.
 //
 //   y = act(scale · (x · W) + bias) + residual,   x [M, K] rows, W [K, N] a packed_weights
 //
@@ -14,6 +14,9 @@
 // - Partial sums of a K longer than one chunk go to per-thread scratch, so y is written once, with
 //   the epilogue fused; a residual may therefore be y itself.
 // - Large outputs whose rows are a multiple of 4 KB apart are written with non-temporal stores.
+// - Unpacked right-hand operands whose rows lie a multiple of 4 KB apart (training's c_proj
+//   gradients), which oneDNN handles poorly, run here too: each thread packs one panel at a time
+//   into L2-resident scratch and runs all rows against it (see unpacked_wins).
 // The AVX-512 functions carry their own target attribute and run only after a run-time CPU
 // check, so the library's -march (x86-64-v3) is unchanged. Other CPUs run the portable kernel:
 // the same scheme in xsimd at the build's width, 6×16 tiles with AVX2 (the classic shape for
@@ -87,6 +90,16 @@ inline constexpr std::int64_t default_row_limit = 64;
 inline std::int64_t& row_limit() noexcept {
     static std::int64_t rows = env_selects("own") ? std::numeric_limits<std::int64_t>::max() : default_row_limit;
     return rows;
+}
+
+/// Whether a product whose right-hand operand is not packed (training's: its weights change every
+/// step, and its weight gradients multiply activations) runs here, each panel of b packed on the
+/// way: when b's rows have a unit column stride and lie a multiple of 4 KB apart. oneDNN 2.6's
+/// matmul handles those poorly (c_proj's input gradient dz · W with W [768, 3072], and its weight
+/// gradient dzᵀ · x with x [rows, 3072]: 127-156 GFLOP/s at 400 and 2464 rows against 175-248
+/// here); on other training shapes oneDNN is faster than packing per call (bench-gemm's train_*).
+inline bool unpacked_wins(const tensor& b) noexcept {
+    return b.ndim() == 2 && b.size(1) >= 1024 && b.stride(1) == 1 && b.stride(0) % 1024 == 0;
 }
 
 /// Whether the portable kernel (xsimd, the build's vector width) runs even where AVX-512F would:
@@ -323,6 +336,23 @@ inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int
     }
 }
 
+/// One block of rows of one panel over all of K, chunk by chunk; `w` is the panel, [K][width].
+template <kernel K>
+inline void panel_block(std::int64_t rows, std::int64_t k, const float* x, std::int64_t x_stride, const float* w,
+                        float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+    constexpr std::int64_t width = width_of<K>;
+    for (std::int64_t k0 = 0; k0 < k; k0 += k_chunk) {
+        const std::int64_t kc = std::min(k_chunk, k - k0);
+        const bool first = k0 == 0, final = k0 + kc == k;
+        const float* xs = x + k0;
+        const float* wc = w + k0 * width;
+        if (first && final) panel_rows<K, true, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
+        else if (first) panel_rows<K, true, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
+        else if (final) panel_rows<K, false, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
+        else panel_rows<K, false, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
+    }
+}
+
 /// Panels [first, last) of y for all rows: one thread's share.
 template <kernel K>
 inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
@@ -340,25 +370,58 @@ inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::i
             epilogue pe = e;
             if (pe.bias) pe.bias += col;
             if (pe.residual) pe.residual += m0 * e.residual_stride + col;
-            const std::int64_t cols = std::min(width, n - col);
-            float* out = y + m0 * y_stride + col;
-            for (std::int64_t k0 = 0; k0 < k; k0 += k_chunk) {
-                const std::int64_t kc = std::min(k_chunk, k - k0);
-                const bool first_chunk = k0 == 0, final_chunk = k0 + kc == k;
-                const float* xs = x + m0 * x_stride + k0;
-                const float* w = packed + p * k * width + k0 * width;
-                if (first_chunk && final_chunk)
-                    panel_rows<K, true, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
-                else if (first_chunk)
-                    panel_rows<K, true, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
-                else if (final_chunk)
-                    panel_rows<K, false, true>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
-                else
-                    panel_rows<K, false, false>(rows, kc, xs, x_stride, w, scratch.data(), out, y_stride, cols, pe);
-            }
+            panel_block<K>(rows, k, x + m0 * x_stride, x_stride, packed + p * k * width, scratch.data(),
+                           y + m0 * y_stride + col, y_stride, std::min(width, n - col), pe);
         }
     }
     if (e.stream) stream_fence(); // non-temporal stores are weakly ordered: visible before the threads join
+}
+
+/// Columns [col, col + width) of the rows of b [K, N] (rows `b_stride` apart) as one zero-padded
+/// panel, [K][width].
+inline void pack_panel(const float* b, std::int64_t b_stride, std::int64_t k, std::int64_t n, std::int64_t col,
+                       std::int64_t width, float* dst) {
+    const std::int64_t cols = std::min(width, n - col);
+    for (std::int64_t i = 0; i < k; ++i) {
+        std::memcpy(dst + i * width, b + i * b_stride + col, static_cast<std::size_t>(cols) * sizeof(float));
+        std::fill(dst + i * width + cols, dst + (i + 1) * width, 0.0f);
+    }
+}
+
+/// The m × k matrix at a (strides rs, cs) as contiguous rows at dst, in 16 × 16 blocks.
+inline void gather_rows(const float* a, std::int64_t rs, std::int64_t cs, std::int64_t m, std::int64_t k, float* dst) {
+    constexpr std::int64_t block = 16;
+    parallel_for((m + block - 1) / block, block * k, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i0 = begin * block; i0 < std::min(m, end * block); i0 += block)
+            for (std::int64_t j0 = 0; j0 < k; j0 += block)
+                for (std::int64_t j = j0; j < std::min(k, j0 + block); ++j)
+                    for (std::int64_t i = i0; i < std::min(m, i0 + block); ++i) dst[i * k + j] = a[i * rs + j * cs];
+    });
+}
+
+/// Panels [first, last) of y for an unpacked b (strides sk, sn): each panel is packed into
+/// this thread's scratch once, then runs over all rows, block by block, from L2.
+template <kernel K>
+inline void panels_unpacked(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
+                            const float* x, std::int64_t x_stride, const float* b, std::int64_t b_stride, float* y,
+                            std::int64_t y_stride, const epilogue& e) {
+    constexpr std::int64_t width = width_of<K>;
+    thread_local std::vector<float> scratch, panel;
+    scratch.resize(static_cast<std::size_t>(std::min(m, m_chunk) * width));
+    panel.resize(static_cast<std::size_t>((k + k_chunk) * width)); // one chunk past the end for the prefetches
+    for (std::int64_t p = first; p < last; ++p) {
+        const std::int64_t col = p * width, cols = std::min(width, n - col);
+        pack_panel(b, b_stride, k, n, col, width, panel.data());
+        for (std::int64_t m0 = 0; m0 < m; m0 += m_chunk) {
+            const std::int64_t rows = std::min(m_chunk, m - m0);
+            epilogue pe = e;
+            if (pe.bias) pe.bias += col;
+            if (pe.residual) pe.residual += m0 * e.residual_stride + col;
+            panel_block<K>(rows, k, x + m0 * x_stride, x_stride, panel.data(), scratch.data(), y + m0 * y_stride + col,
+                           y_stride, cols, pe);
+        }
+    }
+    if (e.stream) stream_fence();
 }
 
 /// W [K, N] (any strides) packed into zero-padded panels `width` columns wide: element (k, n) at
@@ -393,39 +456,68 @@ inline std::optional<kernel> chosen() noexcept {
     return std::nullopt;
 }
 
-template <kernel K>
-inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
-                const float* w, float* y, const epilogue& e) {
-    const std::int64_t count = (n + width_of<K> - 1) / width_of<K>;
+/// Splits the `count` panels of an m × n × k product between the threads; `share(first, last)`
+/// computes one thread's run of panels.
+template <class Share>
+inline void split_panels(std::int64_t count, std::int64_t m, std::int64_t k, std::int64_t n, Share&& share) {
     const std::int64_t work = m * n * k;
     const int threads = omp_in_parallel() || work < (1 << 18)
                             ? 1
                             : static_cast<int>(std::min<std::int64_t>(num_threads(), count));
     if (threads == 1) {
-        panels<K>(0, count, m, k, n, x, x_stride, w, y, n, e);
+        share(std::int64_t{0}, count);
         return;
     }
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
-        panels<K>(count * t / parts, count * (t + 1) / parts, m, k, n, x, x_stride, w, y, n, e);
+        share(count * t / parts, count * (t + 1) / parts);
     }
 }
 
-/// Runs the product here if it can: packed weights, at most row_limit() rows, f32 rows with a
-/// unit column stride, a supported activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
-/// `out` is contiguous [..., M, N]; `a` is [..., M, K]; `b` the packed weights' plain [K, N].
+template <kernel K>
+inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
+                const float* w, float* y, const epilogue& e) {
+    split_panels((n + width_of<K> - 1) / width_of<K>, m, k, n, [&](std::int64_t first, std::int64_t last) {
+        panels<K>(first, last, m, k, n, x, x_stride, w, y, n, e);
+    });
+}
+
+template <kernel K>
+inline void run_unpacked(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
+                         const float* b, std::int64_t b_stride, float* y, const epilogue& e) {
+    split_panels((n + width_of<K> - 1) / width_of<K>, m, k, n, [&](std::int64_t first, std::int64_t last) {
+        panels_unpacked<K>(first, last, m, k, n, x, x_stride, b, b_stride, y, n, e);
+    });
+}
+
+/// Runs the product here if it can: packed weights and at most row_limit() rows, or a b for which
+/// unpacked_wins(); f32 rows (with a unit column stride, for packed weights), a supported
+/// activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
+/// `out` is contiguous [..., M, N]; `a` is [..., M, K]; `b` [K, N] (the packed weights' plain one).
 inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const matmul_options& o,
                    const packed_weights* packed) {
-    const std::optional<kernel> which = packed ? chosen() : std::nullopt;
+    const std::optional<kernel> which = chosen();
     if (!which || !supports(o.act) || b.ndim() != 2 || a.dtype() != dtype::f32 || b.dtype() != dtype::f32 ||
         !a.device().is_cpu())
         return false;
     const std::int64_t k = b.size(0), n = b.size(1), m = out.numel() / std::max<std::int64_t>(n, 1);
-    if (k == 0 || m == 0 || n == 0 || m > row_limit()) return false;
+    if (k == 0 || m == 0 || n == 0) return false;
+    if (packed ? m > row_limit() : !unpacked_wins(b)) return false;
     const auto rows = view_strides(a.shape(), a.strides(), shape{m, k});
-    if (!rows || ((*rows)[1] != 1 && k > 1)) return false;
-    const std::int64_t x_stride = (*rows)[0];
+    if (!rows) return false;
+    const float* x = a.data<float>();
+    std::int64_t x_stride = (*rows)[0];
+    if ((*rows)[1] != 1 && k > 1) {
+        if (packed) return false;
+        // A transposed operand (the dzᵀ of a weight gradient): its rows gathered once, a copy
+        // of m·k floats against 2·m·k·n operations.
+        thread_local std::vector<float> gathered;
+        gathered.resize(static_cast<std::size_t>(m * k));
+        gather_rows(x, (*rows)[0], (*rows)[1], m, k, gathered.data());
+        x = gathered.data();
+        x_stride = k;
+    }
 
     tensor residual;
     epilogue e{.scale = o.scale, .act = o.act};
@@ -444,9 +536,19 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
         bias = o.bias.to(dtype::f32).contiguous();
         e.bias = bias.data<float>();
     }
-    const float* x = a.data<float>();
     float* y = out.data<float>();
     e.stream = streamed(m, n, y);
+    if (!packed) {
+        const float* w = b.data<float>();
+#if defined(CLIP_HAS_AVX512_GEMM)
+        if (*which == kernel::avx512) {
+            run_unpacked<kernel::avx512>(m, k, n, x, x_stride, w, b.stride(0), y, e);
+            return true;
+        }
+#endif
+        run_unpacked<kernel::portable>(m, k, n, x, x_stride, w, b.stride(0), y, e);
+        return true;
+    }
 #if defined(CLIP_HAS_AVX512_GEMM)
     if (*which == kernel::avx512) {
         const auto layout = packed->packed("clip-gemm/avx512/32", [&] { return pack(b, panel_width); });

@@ -23,13 +23,18 @@ struct printed_expression {
         check(scalars.size() < static_cast<std::size_t>(max_scalars), "CUDA expression: more than ", max_scalars,
               " scalar operands");
         scalars.push_back(value);
-        return "a.scalar[" + std::to_string(scalars.size() - 1) + "]";
+        std::string name = "a.scalar[";
+        name += std::to_string(scalars.size() - 1);
+        name += ']';
+        return name;
     }
 };
 
 inline std::string print(const tensor_leaf& leaf, printed_expression& p) {
     p.leaves.push_back(leaf.value);
-    return "v" + std::to_string(p.leaves.size() - 1);
+    std::string name = std::to_string(p.leaves.size() - 1);
+    name.insert(name.begin(), 'v'); // not "v" + ...: GCC 12 warns falsely (-Wrestrict) on that in release builds
+    return name;
 }
 inline std::string print(const scalar_leaf& leaf, printed_expression& p) { return p.scalar(leaf.value); }
 
