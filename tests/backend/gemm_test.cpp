@@ -208,24 +208,27 @@ TEST_CASE("unpacked operands with rows 4 KB apart: packed panel by panel on the 
     }
 }
 
-TEST_CASE("products of more rows than the limit go to oneDNN") {
+TEST_CASE("the first product on a weight picks its kernel by rows; later ones keep to that copy") {
     if (kernels().empty()) return;
-    const tensor w = clip::rand_normal({96, 64}, 2);
-    const clip::packed_weights packed(w.t());
     const std::int64_t limit = clip::detail::cpu_gemm::default_row_limit;
     if (clip::detail::cpu_gemm::row_limit() != limit) {
         MESSAGE("skipped: CLIP_CPU_GEMM=own lifts the row limit");
         return;
     }
+    const tensor w = clip::rand_normal({96, 64}, 2);
     const tensor few = clip::rand_normal({limit, 64}, 1), many = clip::rand_normal({limit + 1, 64}, 3);
-    const tensor own = clip::matmul(few, packed);
-    CHECK(packed.packed_count() == 1); // the own kernel's panels
-    (void)clip::matmul(few, packed);
-    CHECK(packed.packed_count() == 1);
+    const clip::packed_weights first_few(w.t());
+    clip::test::check_close(clip::matmul(few, first_few), expected(few, w, {}), 1e-4);
+    CHECK(first_few.packed_count() == 1); // the own kernel's panels
+    CHECK(!first_few.has_other_than("clip-gemm/"));
+    clip::test::check_close(clip::matmul(many, first_few), expected(many, w, {}), 1e-4);
+    CHECK(first_few.packed_count() == 1); // more rows, the same copy
 #if defined(CLIP_WITH_ONEDNN)
-    const tensor other = clip::matmul(many, packed);
-    CHECK(packed.packed_count() == 2); // and now oneDNN's layout
-    clip::test::check_close(other, expected(many, w, {}), 1e-4);
+    const clip::packed_weights first_many(w.t());
+    clip::test::check_close(clip::matmul(many, first_many), expected(many, w, {}), 1e-4);
+    CHECK(first_many.packed_count() == 1); // oneDNN's layout
+    CHECK(first_many.has_other_than("clip-gemm/"));
+    clip::test::check_close(clip::matmul(few, first_many), expected(few, w, {}), 1e-4);
+    CHECK(first_many.packed_count() == 1); // fewer rows, still oneDNN's copy
 #endif
-    clip::test::check_close(own, expected(few, w, {}), 1e-4);
 }

@@ -76,7 +76,8 @@ inline bool& enabled() noexcept {
     return on;
 }
 
-/// The most rows a product may have to run here by default. With few rows the product streams
+/// The most rows a product may have to run here by default (when its weights are not packed yet;
+/// see takes_packed). With few rows the product streams
 /// its weights from memory, and these kernels' prefetching wins; with many it is bound by the
 /// FMAs, where oneDNN's brgemm is as fast or faster. Chains of ViT-B/32's 48 layer products
 /// (weights from memory, 2 threads), own kernel against oneDNN, medians of 16 alternated runs:
@@ -491,7 +492,22 @@ inline void run_unpacked(std::int64_t m, std::int64_t k, std::int64_t n, const f
     });
 }
 
-/// Runs the product here if it can: packed weights and at most row_limit() rows, or a b for which
+/// The key of kernel K's panels in a packed_weights.
+inline std::string layout_key(kernel k) {
+    if (k == kernel::avx512) return "clip-gemm/avx512/32";
+    return portable_kernel::width == 8 ? "clip-gemm/portable/8" : portable_kernel::width == 16 ? "clip-gemm/portable/16" : "clip-gemm/portable/32";
+}
+
+/// Whether an m-row product with these packed weights runs here. Each weight keeps one packed
+/// copy: the first product on it chooses, by row_limit(), and later ones of any size use the copy
+/// that exists (one image after batches runs on oneDNN's, batches after one image on ours), so
+/// a model never holds its weights twice over.
+inline bool takes_packed(const packed_weights& packed, kernel k, std::int64_t m) {
+    if (packed.has(layout_key(k))) return true;
+    return m <= row_limit() && !packed.has_other_than("clip-gemm/");
+}
+
+/// Runs the product here if it can: packed weights (see takes_packed), or a b for which
 /// unpacked_wins(); f32 rows (with a unit column stride, for packed weights), a supported
 /// activation, and a kernel for this CPU. Returns false to leave it to oneDNN.
 /// `out` is contiguous [..., M, N]; `a` is [..., M, K]; `b` [K, N] (the packed weights' plain one).
@@ -503,7 +519,7 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
         return false;
     const std::int64_t k = b.size(0), n = b.size(1), m = out.numel() / std::max<std::int64_t>(n, 1);
     if (k == 0 || m == 0 || n == 0) return false;
-    if (packed ? m > row_limit() : !unpacked_wins(b)) return false;
+    if (packed ? !takes_packed(*packed, *which, m) : !unpacked_wins(b)) return false;
     const auto rows = view_strides(a.shape(), a.strides(), shape{m, k});
     if (!rows) return false;
     const float* x = a.data<float>();
@@ -551,15 +567,12 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
     }
 #if defined(CLIP_HAS_AVX512_GEMM)
     if (*which == kernel::avx512) {
-        const auto layout = packed->packed("clip-gemm/avx512/32", [&] { return pack(b, panel_width); });
+        const auto layout = packed->packed(layout_key(kernel::avx512), [&] { return pack(b, panel_width); });
         run<kernel::avx512>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
         return true;
     }
 #endif
-    constexpr std::string_view key = portable_kernel::width == 8    ? "clip-gemm/portable/8"
-                                     : portable_kernel::width == 16 ? "clip-gemm/portable/16"
-                                                                    : "clip-gemm/portable/32";
-    const auto layout = packed->packed(std::string(key), [&] { return pack(b, portable_kernel::width); });
+    const auto layout = packed->packed(layout_key(kernel::portable), [&] { return pack(b, portable_kernel::width); });
     run<kernel::portable>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
     return true;
 }

@@ -6,10 +6,12 @@
 // calls use the kept copy. The plain tensor stays available to every other backend.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "clip/core/tensor.hpp"
 
@@ -32,6 +34,17 @@ public:
         auto [it, inserted] = state_->copies.try_emplace(layout_key);
         if (inserted) it->second = make();
         return it->second;
+    }
+    /// Whether the copy for `layout_key` has been made.
+    bool has(const std::string& layout_key) const {
+        std::lock_guard lock(state_->mutex);
+        return state_->copies.count(layout_key) > 0;
+    }
+    /// Whether a copy has been made whose key does not start with `prefix` (another backend's).
+    bool has_other_than(std::string_view prefix) const {
+        std::lock_guard lock(state_->mutex);
+        return std::any_of(state_->copies.begin(), state_->copies.end(),
+                           [&](const auto& copy) { return std::string_view(copy.first).substr(0, prefix.size()) != prefix; });
     }
     /// Number of packed copies made so far (tests check it stays at one per layout).
     std::size_t packed_count() const {
