@@ -76,14 +76,14 @@ inline bool& enabled() noexcept {
     return on;
 }
 
-/// The most rows a product may have to run here by default (when its weights are not packed yet;
-/// see takes_packed). With few rows the product streams
-/// its weights from memory, and these kernels' prefetching wins; with many it is bound by the
-/// FMAs, where oneDNN's brgemm is as fast or faster. Chains of ViT-B/32's 48 layer products
-/// (weights from memory, 2 threads), own kernel against oneDNN, medians of 16 alternated runs:
-/// on a Xeon with AMX (2 MB L2) 1.09x at 50 rows, 1.01 at 64, 0.99 at 77, 0.94 at 100, 0.86 at
-/// 200 and 0.87 at 400; the whole ViT-B/32 at batch 8 ran 1.11x faster with oneDNN above 100
-/// rows, 77-token texts 1.25x. On the Zen 3 CPU this was first tuned on the two tied at 400 rows.
+/// The most rows of the first product on a packed weight for it to run here (see takes_packed).
+/// With few rows a product streams its weights from memory, and these kernels' prefetching wins;
+/// with many it is bound by the FMAs, where oneDNN's brgemm is as fast or faster. Chains of
+/// ViT-B/32's 48 layer products (weights from memory, 2 threads), own kernel against oneDNN,
+/// medians of 16 alternated runs, on a Xeon with AMX (2 MB L2): 1.09x at 50 rows, 1.01 at 64,
+/// 0.99 at 77, 0.94 at 100, 0.86 at 200, 0.87 at 400; the whole ViT-B/32 at batch 8 ran 1.11x
+/// faster with oneDNN above 100 rows, 77-token texts 1.25x. On the AMD EPYC this kernel was
+/// first tuned on, the two tied at 400 rows.
 inline constexpr std::int64_t default_row_limit = 64;
 
 /// The row limit in force: CLIP_CPU_GEMM=own lifts it (every product with packed weights runs
@@ -400,7 +400,7 @@ inline void gather_rows(const float* a, std::int64_t rs, std::int64_t cs, std::i
     });
 }
 
-/// Panels [first, last) of y for an unpacked b (strides sk, sn): each panel is packed into
+/// Panels [first, last) of y for an unpacked b (rows `b_stride` apart): each panel is packed into
 /// this thread's scratch once, then runs over all rows, block by block, from L2.
 template <kernel K>
 inline void panels_unpacked(std::int64_t first, std::int64_t last, std::int64_t m, std::int64_t k, std::int64_t n,
