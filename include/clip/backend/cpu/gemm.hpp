@@ -502,8 +502,8 @@ inline std::string layout_key(kernel k) {
 /// copy: the first product on it chooses, by row_limit(), and later ones of any size use the copy
 /// that exists (one image after batches runs on oneDNN's, batches after one image on ours), so
 /// a model never holds its weights twice over.
-inline bool takes_packed(const packed_weights& packed, kernel k, std::int64_t m) {
-    if (packed.has(layout_key(k))) return true;
+inline bool takes_packed(const packed_weights& packed, const std::string& key, std::int64_t m) {
+    if (packed.has(key)) return true;
     return m <= row_limit() && !packed.has_other_than("clip-gemm/");
 }
 
@@ -519,7 +519,8 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
         return false;
     const std::int64_t k = b.size(0), n = b.size(1), m = out.numel() / std::max<std::int64_t>(n, 1);
     if (k == 0 || m == 0 || n == 0) return false;
-    if (packed ? !takes_packed(*packed, *which, m) : !unpacked_wins(b)) return false;
+    const std::string key = packed ? layout_key(*which) : std::string();
+    if (packed ? !takes_packed(*packed, key, m) : !unpacked_wins(b)) return false;
     const auto rows = view_strides(a.shape(), a.strides(), shape{m, k});
     if (!rows) return false;
     const float* x = a.data<float>();
@@ -567,12 +568,12 @@ inline bool matmul(const tensor& out, const tensor& a, const tensor& b, const ma
     }
 #if defined(CLIP_HAS_AVX512_GEMM)
     if (*which == kernel::avx512) {
-        const auto layout = packed->packed(layout_key(kernel::avx512), [&] { return pack(b, panel_width); });
+        const auto layout = packed->packed(key, [&] { return pack(b, panel_width); });
         run<kernel::avx512>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
         return true;
     }
 #endif
-    const auto layout = packed->packed(layout_key(kernel::portable), [&] { return pack(b, portable_kernel::width); });
+    const auto layout = packed->packed(key, [&] { return pack(b, portable_kernel::width); });
     run<kernel::portable>(m, k, n, x, x_stride, static_cast<const float*>(layout.get()), y, e);
     return true;
 }
