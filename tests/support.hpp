@@ -143,4 +143,14 @@ inline void write_file(const std::filesystem::path& path, const std::string& byt
     REQUIRE(out.good());
 }
 
+/// Checks two search results for exact equality: same shapes, dtypes, indices and scores.
+inline void check_identical(const hits& actual, const hits& expected) {
+    REQUIRE(actual.indices.shape() == expected.indices.shape());
+    REQUIRE(actual.scores.shape() == expected.scores.shape());
+    CHECK(actual.indices.dtype() == dtype::i64);
+    CHECK(actual.scores.dtype() == dtype::f32);
+    CHECK(actual.indices.to_vector<std::int64_t>() == expected.indices.to_vector<std::int64_t>());
+    CHECK(actual.scores.to_vector<float>() == expected.scores.to_vector<float>());
+}
+
 } // namespace clip::test

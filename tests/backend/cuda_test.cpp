@@ -3,6 +3,8 @@
 // so; the kernel sources are still compiled with NVRTC, which needs no GPU.
 #include "../support.hpp"
 
+namespace backend_cuda_test {
+
 namespace {
 
 using clip::tensor;
@@ -218,3 +220,5 @@ TEST_CASE("the encoders on the GPU match the CPU and the reference fixtures") {
 }
 
 #endif
+
+} // namespace backend_cuda_test

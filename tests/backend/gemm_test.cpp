@@ -8,6 +8,8 @@
 #include <limits>
 #include <random>
 
+namespace backend_gemm_test {
+
 using clip::activation;
 using clip::matmul_options;
 using clip::shape;
@@ -232,3 +234,5 @@ TEST_CASE("the first product on a weight picks its kernel by rows; later ones ke
     CHECK(first_many.packed_count() == 1); // fewer rows, still oneDNN's copy
 #endif
 }
+
+} // namespace backend_gemm_test

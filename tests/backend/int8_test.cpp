@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+namespace backend_int8_test {
+
 namespace {
 
 using clip::tensor;
@@ -106,3 +108,5 @@ TEST_CASE("int8 models pass the accuracy gate on the reference fixtures") {
     MESSAGE("skipped: int8 products run on oneDNN, which this build does not have");
 #endif
 }
+
+} // namespace backend_int8_test

@@ -2,6 +2,8 @@
 #include "../support.hpp"
 #include <cstring>
 
+namespace core_allocator_test {
+
 TEST_CASE("host allocations are 64-byte aligned") {
     for (std::size_t bytes : {0, 1, 63, 64, 1000, 1 << 20}) {
         const auto block = clip::detail::allocate(bytes, clip::device::cpu());
@@ -64,3 +66,5 @@ TEST_CASE("freed large host blocks are reused, within the cache limit") {
     clip::set_host_cache_limit(std::size_t{1} << 30);
 #endif
 }
+
+} // namespace core_allocator_test

@@ -9,6 +9,8 @@
 #include <limits>
 #include <random>
 
+namespace core_dtype_test {
+
 using clip::bfloat16;
 using clip::float16;
 
@@ -111,3 +113,5 @@ TEST_CASE("conversion between element types") {
     CHECK(static_cast<float>(clip::detail::convert<bfloat16>(float16(0.5f))) == 0.5f);
     CHECK(clip::detail::convert<std::uint8_t>(std::int32_t{200}) == 200);
 }
+
+} // namespace core_dtype_test

@@ -10,6 +10,8 @@
 
 #include <fcntl.h>
 
+namespace core_mapped_memory_test {
+
 namespace {
 
 /// Resident bytes of this process (/proc/self/statm, file-backed pages included).
@@ -65,3 +67,5 @@ TEST_CASE("memory outside any file mapping is never released") {
     const std::vector<float> v = t.to_vector<float>();
     CHECK(std::all_of(v.begin(), v.end(), [](float x) { return x == 3.0f; }));
 }
+
+} // namespace core_mapped_memory_test

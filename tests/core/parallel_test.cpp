@@ -3,6 +3,8 @@
 
 #include <atomic>
 
+namespace core_parallel_test {
+
 TEST_CASE("thread count is settable") {
     const int original = clip::num_threads();
     clip::set_num_threads(1);
@@ -21,3 +23,5 @@ TEST_CASE("parallel_for covers every index exactly once") {
         for (const auto& h : hits) REQUIRE(h.load() == 1);
     }
 }
+
+} // namespace core_parallel_test

@@ -1,6 +1,8 @@
 // Tests for clip/core/shape.hpp: shapes, strides and NumPy broadcasting.
 #include "../support.hpp"
 
+namespace core_shape_test {
+
 using clip::shape;
 
 TEST_CASE("shape basics") {
@@ -32,3 +34,5 @@ TEST_CASE("axis normalisation") {
     CHECK_THROWS_AS(clip::detail::normalize_axis(3, 3, "op"), clip::index_error);
     CHECK_THROWS_AS(clip::detail::normalize_axis(-4, 3, "op"), clip::index_error);
 }
+
+} // namespace core_shape_test

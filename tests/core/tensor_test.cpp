@@ -1,6 +1,8 @@
 // Tests for clip/core/tensor.hpp: creation, views without copies, copies only when needed.
 #include "../support.hpp"
 
+namespace core_tensor_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -135,3 +137,5 @@ TEST_CASE("printing") {
     CHECK(clip::test::contains(big, "[0, 1, 2, ..., 97, 98, 99]"));
     CHECK(clip::test::str(tensor()) == "tensor(undefined)");
 }
+
+} // namespace core_tensor_test

@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+namespace data_augment_test {
+
 namespace {
 
 clip::image pattern(std::int64_t width, std::int64_t height, clip::image_mode mode) {
@@ -162,3 +164,5 @@ TEST_CASE("the same stream gives the same crop; other streams give others") {
     clip::counter_rng e(1);
     CHECK(clip::test::error_message([&] { clip::train_transform(clip::image(), 24, e); }).find("empty image") != std::string::npos);
 }
+
+} // namespace data_augment_test

@@ -7,6 +7,8 @@
 
 #include <set>
 
+namespace data_counter_rng_test {
+
 TEST_CASE("the stream of a key is pinned: mix(key + n·γ) with the key chained through mix") {
     // Computed independently in Python from the formula in the header.
     clip::counter_rng rng(1, 2, 3);
@@ -55,3 +57,5 @@ TEST_CASE("uniform, uniform_f32 and below stay in range and spread evenly") {
     CHECK(rng.below(~std::uint64_t{0}) < ~std::uint64_t{0});
     CHECK(clip::test::error_message([&] { rng.below(0); }) != "");
 }
+
+} // namespace data_counter_rng_test

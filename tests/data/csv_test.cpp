@@ -5,6 +5,8 @@
 
 #include <clip/data/csv.hpp>
 
+namespace data_csv_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -103,3 +105,5 @@ TEST_CASE("csv_dataset: --csv-separator, --csv-img-key, --csv-caption-key, and t
     CHECK(contains(error_message([&] { clip::csv_dataset(tmp / "c.csv", {.separator = "::"}); }), "one character"));
     CHECK(contains(error_message([&] { clip::csv_dataset(tmp / "none.csv"); }), "none.csv"));
 }
+
+} // namespace data_csv_test

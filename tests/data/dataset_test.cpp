@@ -6,6 +6,8 @@
 
 #include <memory>
 
+namespace data_dataset_test {
+
 namespace {
 
 /// Grey images of width i + 1, captioned with their index.
@@ -28,3 +30,5 @@ TEST_CASE("a user-defined dataset works through the base class") {
     CHECK(e.caption == "image 2");
     CHECK(data->name(1) == "example 1");
 }
+
+} // namespace data_dataset_test

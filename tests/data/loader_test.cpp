@@ -9,6 +9,8 @@
 #include <memory>
 #include <set>
 
+namespace data_loader_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -198,3 +200,5 @@ TEST_CASE("options that give no batch are refused") {
     options.rank = 2;
     CHECK(contains(error_message([&] { clip::data_loader(data, vocabulary_tokenizer(), options); }), "rank 2"));
 }
+
+} // namespace data_loader_test

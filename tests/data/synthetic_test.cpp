@@ -13,6 +13,8 @@
 #include <set>
 #include <tuple>
 
+namespace data_synthetic_test {
+
 namespace {
 
 /// Pixels within 45 (RGB distance) of the named colour: where the shape is.
@@ -205,3 +207,5 @@ TEST_CASE("edges are anti-aliased: colours between the shape's and the backgroun
     clip::counter_rng rng(1);
     CHECK(clip::test::error_message([&] { clip::draw_synthetic({6, 0, 0, 0}, 64, rng); }) != "");
 }
+
+} // namespace data_synthetic_test

@@ -8,6 +8,8 @@
 
 #include <random>
 
+namespace data_tar_test {
+
 using clip::test::as_bytes;
 using clip::test::contains;
 using clip::test::error_message;
@@ -164,3 +166,5 @@ TEST_CASE("fuzz: corrupted archives never crash, only throw io_error") {
     MESSAGE(parsed << " parsed, " << rejected << " rejected");
     CHECK(rejected > 0);
 }
+
+} // namespace data_tar_test

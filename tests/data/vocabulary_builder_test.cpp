@@ -6,6 +6,8 @@
 
 #include <clip/data/vocabulary_builder.hpp>
 
+namespace data_vocabulary_builder_test {
+
 using clip::test::contains;
 
 TEST_CASE("each word of the texts is one token; <|startoftext|>, <|endoftext|> are the last ids") {
@@ -58,3 +60,5 @@ TEST_CASE("the files save and load through bpe_vocabulary::load") {
     CHECK(from_disk.encode("the lazy brown fox").size() == 4);
     CHECK(from_disk.vocabulary().size() == from_memory.vocabulary().size());
 }
+
+} // namespace data_vocabulary_builder_test

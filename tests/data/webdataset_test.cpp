@@ -6,6 +6,8 @@
 
 #include <clip/data/webdataset.hpp>
 
+namespace data_webdataset_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 using clip::test::tar_entry;
@@ -121,3 +123,5 @@ TEST_CASE("errors name the shard and the offset, or the sample") {
     REQUIRE(bad.size() == 1);
     CHECK(contains(error_message([&] { bad.get(0); }), "bad.tar:x/y.jpg"));
 }
+
+} // namespace data_webdataset_test

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <thread>
 
+namespace dist_communicator_test {
+
 namespace dist = clip::dist;
 
 TEST_CASE("single_process: every collective is the identity") {
@@ -75,3 +77,5 @@ TEST_CASE("a world of three threads: sums, gathers with uneven counts, reduce-sc
     for (std::thread& t : threads) t.join();
     CHECK(failures == std::vector<int>{0, 0, 0});
 }
+
+} // namespace dist_communicator_test

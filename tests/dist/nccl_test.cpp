@@ -7,6 +7,8 @@
 
 #include <thread>
 
+namespace dist_nccl_test {
+
 namespace dist = clip::dist;
 
 namespace {
@@ -90,3 +92,5 @@ TEST_CASE("NCCL collectives over every GPU present") {
     for (const std::string& e : errors) CHECK_MESSAGE(e.empty(), e);
     CHECK(failures == std::vector<int>(static_cast<std::size_t>(W), 0));
 }
+
+} // namespace dist_nccl_test

@@ -5,6 +5,8 @@
 #include <functional>
 #include <random>
 
+namespace expr_node_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_close;
@@ -185,3 +187,5 @@ TEST_CASE("large expressions split across threads give the same result as one th
     clip::set_num_threads(threads);
     CHECK(one.to_vector<float>() == many.to_vector<float>());
 }
+
+} // namespace expr_node_test

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+namespace image_caption_grid_test {
+
 namespace {
 
 using clip::caption_grid_options;
@@ -372,3 +374,5 @@ TEST_CASE("bad arguments give clear errors; no images is an error") {
     CHECK(contains(error_message([&] { clip::caption_grid(column, std::vector<std::string>(16), large); }),
                    "more than 2^31"));
 }
+
+} // namespace image_caption_grid_test

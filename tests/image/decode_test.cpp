@@ -8,6 +8,8 @@
 #include <array>
 #include <random>
 
+namespace image_decode_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -372,3 +374,5 @@ TEST_CASE("decoding is reentrant: many threads decoding at once agree with one")
     }
     CHECK(std::count(mismatches.begin(), mismatches.end(), 1) == 0);
 }
+
+} // namespace image_decode_test

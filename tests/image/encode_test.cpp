@@ -18,6 +18,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+namespace image_encode_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -216,3 +218,5 @@ TEST_CASE("encoding is reentrant: many threads encoding at once agree with one")
     for (std::thread& thread : threads) thread.join();
     CHECK(got == expected);
 }
+
+} // namespace image_encode_test

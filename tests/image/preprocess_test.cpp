@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace image_preprocess_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -185,3 +187,5 @@ TEST_CASE("the batch: [N, 3, n, n] equal to one by one, on 1 and 2 threads, erro
     CHECK(none.images.shape() == clip::shape{0, 3, 224, 224});
     CHECK(none.failures.size() == 1);
 }
+
+} // namespace image_preprocess_test

@@ -5,6 +5,8 @@
 // always nearest, RGBA and LA premultiplied), convert("RGB") of every mode, and cropping.
 #include "encode.hpp"
 
+namespace image_resize_test {
+
 namespace {
 
 using clip::image;
@@ -173,3 +175,5 @@ TEST_CASE("crop is Pillow's Image.crop: zeros outside the image") {
                     clip::shape_error);
     CHECK_THROWS_AS((void)image::from_pixels(clip::tensor::zeros({2, 2, 3}), image_mode::rgb), clip::dtype_error);
 }
+
+} // namespace image_resize_test

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <random>
 
+namespace io_fingerprint_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -52,3 +54,5 @@ TEST_CASE("files larger than one chunk hash as in one pass") {
         CHECK(clip::file_fingerprint(tmp / "big") == one_pass(bytes));
     }
 }
+
+} // namespace io_fingerprint_test

@@ -19,6 +19,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+namespace io_safetensors_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -568,3 +570,5 @@ TEST_CASE("save_safetensors copies cuda tensors to the host") {
     MESSAGE("skipped: clip is built without CUDA");
 #endif
 }
+
+} // namespace io_safetensors_test

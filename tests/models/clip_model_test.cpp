@@ -9,6 +9,8 @@
 #include <map>
 #include <thread>
 
+namespace models_clip_model_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -364,3 +366,5 @@ TEST_CASE("an OpenCLIP model config gives the architecture and the activation") 
     check_against_fixture(clip::model::load(*dir / "vit.safetensors", defaults), *dir / "vit_io.safetensors", 1e-4);
     for (const auto& p : {quick, plain, wrong, broken, hub, scaled, last, defaults}) std::filesystem::remove(p);
 }
+
+} // namespace models_clip_model_test

@@ -4,6 +4,8 @@
 // and shape errors.
 #include "../support.hpp"
 
+namespace ops_attention_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -96,3 +98,5 @@ TEST_CASE("attention rejects operands that do not fit") {
     CHECK_THROWS_AS(clip::attention(tensor::zeros({2, 3, 4}), tensor::zeros({2, 3, 4}), tensor::zeros({2, 3, 4}), 1.0f, false),
                     clip::shape_error);
 }
+
+} // namespace ops_attention_test

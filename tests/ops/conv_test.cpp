@@ -2,6 +2,8 @@
 // reference backend, and the reference against a direct double loop.
 #include "../support.hpp"
 
+namespace ops_conv_test {
+
 using clip::conv2d_options;
 using clip::pool2d_options;
 using clip::shape;
@@ -238,3 +240,5 @@ TEST_CASE("conv2d backward passes check their operands and create no plan in ste
     CHECK(clip::detail::onednn::plan_creations() == plans);
 #endif
 }
+
+} // namespace ops_conv_test

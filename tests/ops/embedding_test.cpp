@@ -1,6 +1,8 @@
 // Tests for clip/ops/embedding.hpp: gathering rows, with ids checked against the table.
 #include "../support.hpp"
 
+namespace ops_embedding_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -24,3 +26,5 @@ TEST_CASE("embedding rejects bad ids with their position") {
     CHECK_THROWS_AS(clip::embedding(table, tensor::from<float>({1})), clip::dtype_error);
     CHECK_THROWS_AS(clip::embedding(tensor::zeros({5}), tensor::from<std::int64_t>({1})), clip::shape_error);
 }
+
+} // namespace ops_embedding_test

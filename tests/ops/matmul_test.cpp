@@ -5,6 +5,8 @@
 
 #include <random>
 
+namespace ops_matmul_test {
+
 using clip::activation;
 using clip::matmul_options;
 using clip::shape;
@@ -138,3 +140,5 @@ TEST_CASE("misuse names both operands") {
     tensor wrong = tensor::empty({2, 5});
     CHECK_THROWS_AS(clip::matmul_into(wrong, tensor::zeros({2, 3}), tensor::zeros({3, 4})), clip::shape_error);
 }
+
+} // namespace ops_matmul_test

@@ -3,6 +3,8 @@
 
 #include <limits>
 
+namespace ops_reduce_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -77,3 +79,5 @@ TEST_CASE("empty axes") {
     CHECK(clip::sum(tensor::zeros({0, 3}), 1).numel() == 0);
     CHECK_THROWS_AS(clip::sum(tensor::zeros({2}), 1), clip::index_error);
 }
+
+} // namespace ops_reduce_test

@@ -1,6 +1,8 @@
 // Tests for clip/ops/rowwise.hpp: softmax, log_softmax, layer_norm, l2_normalize vs double math.
 #include "../support.hpp"
 
+namespace ops_rowwise_test {
+
 using clip::shape;
 using clip::tensor;
 
@@ -82,3 +84,5 @@ TEST_CASE("l2_normalize gives unit rows") {
                             }), 1e-6);
     CHECK(clip::l2_normalize(tensor::zeros({1, 4})).to_vector<float>() == std::vector<float>(4, 0.0f));
 }
+
+} // namespace ops_rowwise_test

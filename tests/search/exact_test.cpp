@@ -11,8 +11,11 @@
 #include <numeric>
 #include <random>
 
+namespace search_exact_test {
+
 using clip::shape;
 using clip::tensor;
+using clip::test::check_identical;
 
 namespace {
 
@@ -58,15 +61,6 @@ tensor integer_rows(std::int64_t rows, std::int64_t D, std::int64_t distinct, st
         out.insert(out.end(), pool.begin() + static_cast<std::ptrdiff_t>(from), pool.begin() + static_cast<std::ptrdiff_t>(from + static_cast<std::size_t>(D)));
     }
     return tensor::from(out, shape{rows, D});
-}
-
-void check_identical(const clip::hits& actual, const clip::hits& expected) {
-    REQUIRE(actual.indices.shape() == expected.indices.shape());
-    REQUIRE(actual.scores.shape() == expected.scores.shape());
-    CHECK(actual.indices.dtype() == clip::dtype::i64);
-    CHECK(actual.scores.dtype() == clip::dtype::f32);
-    CHECK(actual.indices.to_vector<std::int64_t>() == expected.indices.to_vector<std::int64_t>());
-    CHECK(actual.scores.to_vector<float>() == expected.scores.to_vector<float>());
 }
 
 } // namespace
@@ -163,3 +157,5 @@ TEST_CASE("exact_search rejects bad inputs with typed errors") {
     CHECK_THROWS_AS(clip::exact_search(tensor::zeros({10, 4}, clip::dtype::i64), queries, 1), clip::dtype_error);
     CHECK_THROWS_AS(clip::exact_search(tensor(), queries, 1), clip::error);
 }
+
+} // namespace search_exact_test

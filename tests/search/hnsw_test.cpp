@@ -12,9 +12,12 @@
 #include <random>
 #include <set>
 
+namespace search_hnsw_test {
+
 using clip::hnsw_index;
 using clip::shape;
 using clip::tensor;
+using clip::test::check_identical;
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -57,12 +60,6 @@ void check_scores(const clip::hits& h, const tensor& database, const tensor& que
         }
     CHECK(worst < 1e-5);
     CHECK(ordered);
-}
-
-void check_identical(const clip::hits& a, const clip::hits& b) {
-    REQUIRE(a.indices.shape() == b.indices.shape());
-    CHECK(a.indices.to_vector<std::int64_t>() == b.indices.to_vector<std::int64_t>());
-    CHECK(a.scores.to_vector<float>() == b.scores.to_vector<float>());
 }
 
 /// A small index with several layers (m = 4 puts a quarter of the nodes above the bottom).
@@ -235,3 +232,5 @@ TEST_CASE("hnsw search (skipped)") {
 }
 
 #endif
+
+} // namespace search_hnsw_test

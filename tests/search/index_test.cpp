@@ -4,6 +4,8 @@
 
 #include <random>
 
+namespace search_index_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 namespace fs = std::filesystem;
@@ -168,3 +170,5 @@ TEST_CASE("index construction errors") {
     const clip::embedding_index index("m", {"a", "b"}, {{}, {}}, rows);
     CHECK(contains(error_message([&] { (void)index.search(clip::tensor::zeros({1, 3}), 1); }), "[Q, 4]"));
 }
+
+} // namespace search_index_test

@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace text_tokenizer_test {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -581,3 +583,5 @@ TEST_CASE("clean and pretokenize: the reference's regex, alternative by alternat
     CHECK(clip::text::clean(U"&amp;amp;amp; <") == U"&amp; <"); // ftfy off after '<': two levels only
     CHECK(clip::text::clean(std::string_view("  MiXeD  ")) == "mixed");
 }
+
+} // namespace text_tokenizer_test

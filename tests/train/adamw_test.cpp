@@ -5,6 +5,8 @@
 
 #include "clip/train/adamw.hpp"
 
+namespace train_adamw_test {
+
 using clip::shape;
 using clip::tensor;
 namespace train = clip::train;
@@ -91,3 +93,5 @@ TEST_CASE("a ResNet's groups: BatchNorm gains and biases are not decayed, runnin
     for (std::size_t i = 0; i < buffers.size(); ++i)
         CHECK(store.buffers()[i].value.to(clip::dtype::f32).to_vector<float>() == buffers[i]);
 }
+
+} // namespace train_adamw_test

@@ -6,6 +6,8 @@
 
 #include "clip/train/attention_pool.hpp"
 
+namespace train_attention_pool_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -92,3 +94,5 @@ TEST_CASE("attention_pool: the gradients do not depend on the thread count") {
     };
     CHECK(run(1) == run(4));
 }
+
+} // namespace train_attention_pool_test

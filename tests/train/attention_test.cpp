@@ -6,6 +6,8 @@
 
 #include "clip/train/attention.hpp"
 
+namespace train_attention_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -111,3 +113,5 @@ TEST_CASE("the attention gradients do not depend on the thread count") {
     };
     CHECK(run(1) == run(4));
 }
+
+} // namespace train_attention_test

@@ -8,6 +8,8 @@
 
 #include "clip/train/batch_norm.hpp"
 
+namespace train_batch_norm_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -151,3 +153,5 @@ TEST_CASE("batch_norm: in-place backward, and the same bits for any thread count
     };
     CHECK(run(1) == run(4));
 }
+
+} // namespace train_batch_norm_test

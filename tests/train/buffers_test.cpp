@@ -4,6 +4,8 @@
 
 #include "clip/train/buffers.hpp"
 
+namespace train_buffers_test {
+
 using clip::tensor;
 
 TEST_CASE("reuse keeps a buffer's memory while it is large enough") {
@@ -43,3 +45,5 @@ TEST_CASE("add_column_sums adds each column's sum, in row order") {
         CHECK(serial == sums);
     }
 }
+
+} // namespace train_buffers_test

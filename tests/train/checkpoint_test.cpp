@@ -6,6 +6,8 @@
 #include <clip/train/checkpoint.hpp>
 #include <clip/train/model.hpp>
 
+namespace train_checkpoint_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 namespace fs = std::filesystem;
@@ -147,3 +149,5 @@ TEST_CASE("damaged or mismatched checkpoints are refused") {
     fs::remove(dir / "state.safetensors");
     CHECK_THROWS_AS((void)clip::train::load_checkpoint(dir, store, opt), clip::io_error);
 }
+
+} // namespace train_checkpoint_test

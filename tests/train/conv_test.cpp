@@ -5,6 +5,8 @@
 
 #include "clip/train/conv.hpp"
 
+namespace train_conv_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -58,3 +60,5 @@ TEST_CASE("conv2d: kernel gradients accumulate, the input gradient is optional")
     CHECK_THROWS_AS(layer.forward(clip::rand_normal({2, 5, 5, 4}, 4), c), clip::shape_error);
     CHECK_THROWS_AS(layer.backward(tensor::zeros({2, 4, 4, 4}), c), clip::shape_error);
 }
+
+} // namespace train_conv_test

@@ -13,6 +13,8 @@
 
 #include <thread>
 
+namespace train_distributed_test {
+
 using clip::tensor;
 namespace train = clip::train;
 
@@ -251,3 +253,5 @@ TEST_CASE("gradient accumulation with the detached gather: the gradients of the 
     CHECK(got[0].loss == doctest::Approx(plain[0].loss).epsilon(1e-6));
     clip::set_num_threads(threads);
 }
+
+} // namespace train_distributed_test

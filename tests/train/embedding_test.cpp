@@ -5,6 +5,8 @@
 
 #include "clip/train/embedding.hpp"
 
+namespace train_embedding_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::test_parameter;
@@ -59,3 +61,5 @@ TEST_CASE("token embedding rejects ids outside the table and batches of the wron
     clip::test::check_close(x.select(0, 0).select(0, 1), clip::eval(table.value.select(0, 2) + positions.value.select(0, 1)), 0.0);
     CHECK_THROWS_AS(layer.forward(tensor::zeros({1, 3}), c), clip::dtype_error);
 }
+
+} // namespace train_embedding_test

@@ -4,6 +4,8 @@
 
 #include "clip/train/grad_clip.hpp"
 
+namespace train_grad_clip_test {
+
 using clip::tensor;
 namespace train = clip::train;
 
@@ -29,3 +31,5 @@ TEST_CASE("grad_norm and clip_grad_norm") {
     for (std::size_t i = 0; i < after.size(); ++i) CHECK(after[i] == before[i] * factor);
     CHECK_THROWS_AS(train::clip_grad_norm(store, 0.0), clip::error);
 }
+
+} // namespace train_grad_clip_test

@@ -4,6 +4,8 @@
 
 #include "clip/train/layer_norm.hpp"
 
+namespace train_layer_norm_test {
+
 using clip::tensor;
 using clip::test::check_gradient;
 using clip::test::test_parameter;
@@ -37,3 +39,5 @@ TEST_CASE("layer_norm: forward as clip::layer_norm, gradients against finite dif
         clip::test::check_close(in_place, clip::eval(dx * 2.0f), 1e-6);
     }
 }
+
+} // namespace train_layer_norm_test

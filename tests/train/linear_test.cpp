@@ -5,6 +5,8 @@
 
 #include "clip/train/linear.hpp"
 
+namespace train_linear_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -70,3 +72,5 @@ TEST_CASE("projection: weight and input gradients") {
     check_gradient("weight", p.value, p.grad, objective);
     check_gradient("input", x, dx, objective);
 }
+
+} // namespace train_linear_test

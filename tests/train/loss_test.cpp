@@ -7,6 +7,8 @@
 
 #include "clip/train/loss.hpp"
 
+namespace train_loss_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -242,3 +244,5 @@ TEST_CASE("clamp_logit_scale keeps the temperature in [0, ln 100]") {
     train::clamp_logit_scale(store);
     CHECK(value.item<float>() == 2.5f);
 }
+
+} // namespace train_loss_test

@@ -9,6 +9,8 @@
 
 #include <map>
 
+namespace train_model_test {
+
 using clip::shape;
 using clip::tensor;
 namespace train = clip::train;
@@ -363,3 +365,5 @@ TEST_CASE("in eval mode a ResNet clip_model reproduces the PyTorch fixture's fea
     check_forward("text_features", model.text_features(), io.get("text_features").slice(0, 0, 3).contiguous());
     check_forward("logits_per_image", model.logits(), io.get("logits_per_image").slice(1, 0, 3).contiguous());
 }
+
+} // namespace train_model_test

@@ -7,6 +7,8 @@
 
 #include "clip/train/modified_resnet.hpp"
 
+namespace train_modified_resnet_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -228,3 +230,5 @@ TEST_CASE("ResNet tower: with half of the ReLUs off, the later layers' gradients
                  "visual.attnpool.positional_embedding", "visual.attnpool.k_proj.weight"},
                 5e-3);
 }
+
+} // namespace train_modified_resnet_test

@@ -4,6 +4,8 @@
 
 #include "clip/train/normalize.hpp"
 
+namespace train_normalize_test {
+
 using clip::tensor;
 using clip::test::check_gradient;
 using clip::test::weighted_sum;
@@ -32,3 +34,5 @@ TEST_CASE("l2_normalize: below eps the clamp is constant, dx = dy / eps") {
     layer.backward(dy, c, dx);
     clip::test::check_close(dx, clip::eval(dy * 1e3f), 1e-6);
 }
+
+} // namespace train_normalize_test

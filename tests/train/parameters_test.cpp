@@ -8,6 +8,8 @@
 
 #include <set>
 
+namespace train_parameters_test {
+
 using clip::shape;
 using clip::tensor;
 namespace train = clip::train;
@@ -160,3 +162,5 @@ TEST_CASE("checkpoints are copied, in the OpenAI and the Hugging Face naming") {
     CHECK(siglip.at("logit_bias").value.item<float>() == -10.0f);
     CHECK(siglip.at("logit_scale").value.item<float>() == doctest::Approx(3.2));
 }
+
+} // namespace train_parameters_test

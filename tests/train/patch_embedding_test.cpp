@@ -5,6 +5,8 @@
 
 #include "clip/train/patch_embedding.hpp"
 
+namespace train_patch_embedding_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -43,3 +45,5 @@ TEST_CASE("patch embedding: gradients against finite differences") {
     check_gradient("class_embedding", cls.value, cls.grad, objective, 1e-4);
     check_gradient("positional_embedding", pos.value, pos.grad, objective, 1e-4);
 }
+
+} // namespace train_patch_embedding_test

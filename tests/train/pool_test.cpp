@@ -5,6 +5,8 @@
 
 #include "clip/train/pool.hpp"
 
+namespace train_pool_test {
+
 using clip::tensor;
 using clip::test::weighted_sum;
 namespace train = clip::train;
@@ -37,3 +39,5 @@ TEST_CASE("avg_pool: forward as avg_pool2d, backward as its adjoint") {
     CHECK_THROWS_AS(pool.backward(tensor::zeros({1, 2, 2, 2}), c, tensor::zeros({1, 4, 4, 3})), clip::shape_error);
     CHECK_THROWS_AS(pool.forward(tensor::zeros({1, 1, 4, 3}), c), clip::shape_error);
 }
+
+} // namespace train_pool_test

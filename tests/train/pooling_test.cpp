@@ -5,6 +5,8 @@
 
 #include "clip/train/pooling.hpp"
 
+namespace train_pooling_test {
+
 using clip::shape;
 using clip::tensor;
 namespace train = clip::train;
@@ -36,3 +38,5 @@ TEST_CASE("EOT pooling takes the first highest id; class pooling takes token 0")
     CHECK(first.to_vector<float>() == x.select(1, 0).contiguous().to_vector<float>());
     CHECK_THROWS_AS(train::token_pooling::eot_token(x, tensor::zeros({M, T + 1}, clip::dtype::i64), c), clip::shape_error);
 }
+
+} // namespace train_pooling_test

@@ -4,6 +4,8 @@
 
 #include "clip/train/schedule.hpp"
 
+namespace train_schedule_test {
+
 TEST_CASE("cosine_lr: linear warmup, then half a cosine to zero") {
     const clip::train::cosine_lr lr(5e-4, 10, 110);
     CHECK(lr(0) == doctest::Approx(5e-5));
@@ -18,3 +20,5 @@ TEST_CASE("cosine_lr: linear warmup, then half a cosine to zero") {
     CHECK(no_warmup(2) == doctest::Approx(0.5));
     CHECK_THROWS_AS(clip::train::cosine_lr(1.0, 5, 5), clip::error);
 }
+
+} // namespace train_schedule_test

@@ -6,6 +6,8 @@
 
 #include "clip/train/text_transformer.hpp"
 
+namespace train_text_transformer_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -91,3 +93,5 @@ TEST_CASE("text tower: running only up to the last EOT changes nothing") {
         clip::test::check_close(p.grad, tensor::from(short_grads[k++], p.grad.shape()), 1e-5);
     }
 }
+
+} // namespace train_text_transformer_test

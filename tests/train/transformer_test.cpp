@@ -7,6 +7,8 @@
 
 #include <map>
 
+namespace train_transformer_test {
+
 using clip::shape;
 using clip::tensor;
 using clip::test::check_gradient;
@@ -90,3 +92,5 @@ TEST_CASE("transformer: forward as nn::transformer, every gradient against finit
         check_gradient("input", x, d, objective);
     }
 }
+
+} // namespace train_transformer_test

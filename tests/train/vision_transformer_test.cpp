@@ -5,6 +5,8 @@
 
 #include "clip/train/vision_transformer.hpp"
 
+namespace train_vision_transformer_test {
+
 using clip::tensor;
 using clip::test::check_gradient;
 using clip::test::weighted_sum;
@@ -54,3 +56,5 @@ TEST_CASE("vision tower: forward as the inference model, gradients against finit
         for (float g : store.at("text_projection").grad.to_vector<float>()) REQUIRE(g == 0.0f);
     }
 }
+
+} // namespace train_vision_transformer_test

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+namespace zeroshot_classifier_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -115,3 +117,5 @@ TEST_CASE("top_k and classifier errors") {
     CHECK(contains(error_message([&] { clip::zero_shot_classifier({"a", "a"}, w, 1.0f); }), "appears twice"));
     CHECK(contains(error_message([&] { clip::zero_shot_classifier({"a"}, w, 1.0f); }), "[1, E]"));
 }
+
+} // namespace zeroshot_classifier_test

@@ -4,6 +4,8 @@
 
 #include <set>
 
+namespace zeroshot_templates_test {
+
 using clip::test::contains;
 using clip::test::error_message;
 
@@ -58,3 +60,5 @@ TEST_CASE("split_labels") {
     CHECK(contains(error_message([] { (void)clip::split_labels(""); }), "label 1 is empty"));
     CHECK(contains(error_message([] { (void)clip::split_labels("cat,dog,cat"); }), "appears twice"));
 }
+
+} // namespace zeroshot_templates_test
