@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU encoder throughput: `clip bench --device cuda` against PyTorch on the same GPU
+# GPU encoder and training-step throughput: `clip bench --device cuda` against PyTorch on the same GPU
 # (../shared/peers/bench_torch.py --device cuda), one line of JSON per measurement, then a table of
 # the ratios. Usage:
 #   bench/gpu.sh [BUILD_DIR] [--rounds N]
@@ -36,6 +36,9 @@ configs=(
     "ViT-B/32 encode_text 256 bfloat16"
     "RN50 encode_image 8 float32"
     "RN50 encode_image 64 float32"
+    "ViT-B/32 train_step 32 float32"
+    "ViT-B/32 train_step 256 float32"
+    "small train_step 32 float32"
 )
 if [[ -n "${CLIP_GPU_CONFIGS:-}" ]]; then mapfile -t configs <<< "$CLIP_GPU_CONFIGS"; fi
 

@@ -146,15 +146,15 @@ inline void run_bench(const bench_options& o) {
     if (o.model == "small" && !train_task)
         throw clip::error("bench: --model small is the training configuration; use it with --task train_step");
     const clip::device where = parse_device(o.device);
-    if (train_task && where.is_cuda())
-        throw clip::error("bench: --task train_step runs on the CPU only for now (the GPU backward pass is not built yet)");
 #if defined(CLIP_WITH_CUDA)
     clip::set_allow_tf32(o.tf32);
 #endif
     opened_model opened = o.model == "small" ? opened_model{clip::model::random(small_config(), 0), "small", true}
                                              : open_model(o.model, o.config);
     const clip::dtype weights = o.dtype == "bfloat16" ? clip::dtype::bf16 : o.dtype == "float16" ? clip::dtype::f16 : clip::dtype::f32;
-    if (where.is_cuda() || weights != clip::dtype::f32) opened.model = opened.model.to(where, weights);
+    if (train_task && weights != clip::dtype::f32)
+        throw clip::error("bench: --task train_step trains in f32 (--dtype float32)");
+    if (!train_task && (where.is_cuda() || weights != clip::dtype::f32)) opened.model = opened.model.to(where, weights);
     if (o.precision == "int8") {
         if (train_task) throw clip::error("bench: --precision int8 is for inference; --task train_step trains in f32");
         opened.model = opened.model.quantized_int8();
@@ -164,7 +164,7 @@ inline void run_bench(const bench_options& o) {
     // train_step: both towers, ClipLoss, backward and AdamW (lr 1e-5, weight decay 0.1) on one
     // batch, as bench_torch.py --task train_step does.
     std::optional<clip::train::parameter_store> store;
-    if (train_task) store.emplace(clip::train::parameter_store::random(c, 0));
+    if (train_task) store.emplace(clip::train::parameter_store::random(c, 0).to(where));
     const std::vector<int> thread_counts = o.threads.empty() ? std::vector<int>{clip::num_threads()} : o.threads;
 
     for (const int threads : thread_counts) {
@@ -186,6 +186,7 @@ inline void run_bench(const bench_options& o) {
                     (void)trainer->forward(images, tokens);
                     trainer->backward();
                     optimizer->step();
+                    if (where.is_cuda()) (void)store->at("logit_scale").value.item<float>(); // waits for the GPU
                     return;
                 }
                 const clip::tensor out = image_task ? opened.model.encode_image(images) : opened.model.encode_text(tokens);

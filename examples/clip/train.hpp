@@ -77,6 +77,7 @@ struct train_options {
     long long log_every = 10;
     std::string grid;
     int threads = 0;
+    std::string device = "cpu";
     bool local_loss = false;
     bool gather_with_grad = false;
     double dist_timeout = 300;
@@ -112,6 +113,8 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
         ->capture_default_str()
         ->check(at_least(1));
     cmd->add_option("--grad-clip-norm", o.grad_clip_norm, "Clip the gradients' global norm to this (0: off)")->capture_default_str();
+    cmd->add_option("--device", o.device, "Where the model trains: cpu, or cuda / cuda:N (a ViT with the clip loss, one process)")
+        ->capture_default_str();
     cmd->add_option("--seed", o.seed, "Seed of initialisation, shuffling, augmentation and synthetic data")->capture_default_str();
     cmd->add_option("--save", o.save, "Checkpoint directory (DIR/step-N/, DIR/latest)")->type_name("DIR");
     cmd->add_option("--save-steps", o.save_steps, "Also save every N steps (0: at the end only)")->check(at_least(0));
@@ -311,6 +314,11 @@ inline void run_train(const train_options& o) {
         }
         store = std::make_unique<clip::train::parameter_store>(clip::train::parameter_store::random(c, o.seed, objective));
     }
+    const clip::device where = parse_device(o.device);
+    if (where.is_cuda()) {
+        if (world->size() > 1) throw clip::error(message("train: --device ", o.device, " trains in one process, not over ", world->size(), " ranks"));
+        store = std::make_unique<clip::train::parameter_store>(store->to(where));
+    }
     const clip::clip_config& config = store->config();
 
     std::shared_ptr<const clip::dataset> data;
@@ -357,7 +365,10 @@ inline void run_train(const train_options& o) {
         test.emplace(clip::synthetic_split::test, static_cast<std::size_t>(o.val_num_samples),
                      clip::synthetic_options{.image_size = config.vision.image_size, .seed = o.seed + 1});
     const auto evaluate = [&](std::vector<int>* predictions = nullptr) {
-        const clip::model inference = clip::model::build(config, *store);
+        // The inference model packs its weights on the CPU.
+        std::unique_ptr<clip::train::parameter_store> host;
+        if (!store->device().is_cpu()) host = std::make_unique<clip::train::parameter_store>(store->to(clip::device::cpu()));
+        const clip::model inference = clip::model::build(config, host ? *host : *store);
         return detail::synthetic_zero_shot(inference, tokenizer, *test, predictions);
     };
     const auto report = [&](const detail::zero_shot_score& s, std::int64_t step) {

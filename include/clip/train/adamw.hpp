@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "clip/expr/simd.hpp"
+#include "clip/train/buffers.hpp"
 #include "clip/train/parameters.hpp"
 
 namespace clip::train {
@@ -42,8 +43,8 @@ public:
     adamw(const parameter_store& store, adamw_options options = {}) : store_(&store), options_(std::move(options)) {
         std::int64_t total = 0;
         for (const parameter& p : store.parameters()) total += p.value.numel();
-        exp_avg_ = tensor::zeros({total});
-        exp_avg_sq_ = tensor::zeros({total});
+        exp_avg_ = tensor::zeros({total}).to(store.device());
+        exp_avg_sq_ = tensor::zeros({total}).to(store.device());
         std::int64_t offset = 0;
         for (const parameter& p : store.parameters()) {
             const std::int64_t n = p.value.numel();
@@ -52,6 +53,19 @@ public:
                               excluded ? 0.0 : options_.weight_decay});
             offset += n;
         }
+        if (!detail::on_gpu(exp_avg_)) return;
+        // On a GPU one kernel updates every parameter: a table of (value offset, moment offset,
+        // count) per parameter, the offsets into the store's blocks and the moments'.
+        const float* base = store.value_block().data<float>();
+        std::vector<std::int64_t> segments;
+        offset = 0;
+        for (const parameter& p : store.parameters()) {
+            segments.insert(segments.end(), {p.value.data<float>() - base, offset, p.value.numel()});
+            offset += p.value.numel();
+            largest_ = std::max(largest_, p.value.numel());
+        }
+        segments_ = tensor::from_blob(segments.data(), {static_cast<std::int64_t>(segments.size())}, dtype::i64)
+                        .to(store.device());
     }
 
     /// An optimiser keeps a pointer to its store: a temporary one would dangle.
@@ -73,6 +87,18 @@ public:
         const float one_minus_beta2 = static_cast<float>(1.0 - options_.beta2);
         const float eps = static_cast<float>(options_.eps);
         const auto params = store_->parameters();
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(exp_avg_)) {
+            std::vector<float> decay;
+            for (const moment_state& s : state_) decay.push_back(static_cast<float>(1.0 - lr * s.weight_decay));
+            const tensor& factors = detail::reuse(decay_, {static_cast<std::int64_t>(decay.size())}, exp_avg_);
+            detail::copy_between(factors, tensor::from_blob(decay.data(), factors.shape(), dtype::f32));
+            detail::cuda::adamw_step(store_->value_block(), store_->gradient_block(), exp_avg_, exp_avg_sq_, segments_,
+                                     factors, largest_,
+                                     {step_size, correction2_sqrt, beta1, beta2, one_minus_beta1, one_minus_beta2, eps});
+            return;
+        }
+#endif
         for (std::size_t k = 0; k < params.size(); ++k) {
             const std::int64_t n = params[k].value.numel();
             float* p = params[k].value.data<float>();
@@ -139,6 +165,9 @@ private:
     std::vector<moment_state> state_;
     tensor exp_avg_, exp_avg_sq_;
     std::int64_t steps_ = 0;
+    tensor segments_;       // GPU: i64 [3 · parameters], see the constructor
+    detail::buffer decay_;  // GPU: f32 [parameters], 1 − lr · wd for this step
+    std::int64_t largest_ = 0;
 };
 
 } // namespace clip::train

@@ -13,7 +13,8 @@
 // stores P [B, H, T, T] for the backward pass: CLIP's sequences are short (77 text tokens, 50 to
 // 257 image tokens), and keeping P costs less than recomputing the scores. The backward kernel
 // runs one task per (sequence, head), which owns that head's slices of dq, dk, dv, so the sums
-// need no atomics and do not depend on the thread count.
+// need no atomics and do not depend on the thread count. On a GPU the same formulas run as
+// backend/cuda/train_kernels.hpp's attention kernels.
 #pragma once
 
 #include <algorithm>
@@ -126,6 +127,8 @@ struct multihead_attention {
         detail::buffer context;      // [B, T, W]
         detail::buffer qkv;          // [B, T, 3W]
         std::vector<float> key_bias; // the key bias's gradient, kept across in_proj's backward
+        detail::buffer key_bias_gpu; // the same on a GPU [W]
+        detail::buffer scores;       // dS [B, H, T, T] (GPU only)
     };
 
     static multihead_attention bind(const parameter_store& store, const std::string& prefix, std::int64_t heads,
@@ -144,24 +147,41 @@ struct multihead_attention {
     const tensor& forward(const tensor& x, cache& c, const tensor& residual = {}) const {
         const std::int64_t B = x.size(0), T = x.size(1), W = x.size(2);
         const tensor& qkv = in_proj.forward(x, c.in_proj);
-        const tensor& probabilities = detail::reuse(c.probabilities, {B, heads, T, T});
-        const tensor& context = detail::reuse(c.context, {B, T, W});
-        detail::attention_forward(qkv, heads, causal, scale(), probabilities, context);
+        const tensor& probabilities = detail::reuse(c.probabilities, {B, heads, T, T}, x);
+        const tensor& context = detail::reuse(c.context, {B, T, W}, x);
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(x)) detail::cuda::attention_forward(qkv, heads, causal, scale(), probabilities, context);
+        else
+#endif
+            detail::attention_forward(qkv, heads, causal, scale(), probabilities, context);
         return out_proj.forward(context, c.out_proj, residual);
     }
 
     /// dy [B, T, W] -> dx [B, T, W] (written, or added to when `accumulate`).
     void backward(const tensor& dy, const cache& c, const tensor& dx, bool accumulate, scratch& s) const {
         const tensor& qkv = c.in_proj.output;
-        const tensor& grad_context = detail::reuse(s.context, c.context.shape());
-        const tensor& grad_qkv = detail::reuse(s.qkv, qkv.shape());
+        const tensor& grad_context = detail::reuse(s.context, c.context.shape(), dy);
+        const tensor& grad_qkv = detail::reuse(s.qkv, qkv.shape(), dy);
         out_proj.backward(dy, c.out_proj, grad_context);
+        const std::int64_t W = qkv.size(-1) / 3;
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dy)) {
+            const tensor& grad_scores = detail::reuse(s.scores, c.probabilities.shape(), dy);
+            detail::cuda::attention_backward(qkv, c.probabilities, grad_context, heads, causal, scale(), grad_scores, grad_qkv);
+            // As below: the key bias keeps the gradient it had before in_proj's column sums.
+            const tensor& key_bias = detail::reuse(s.key_bias_gpu, {W}, dy);
+            const tensor bias_part = in_proj.grad_bias.slice(0, W, 2 * W);
+            key_bias.copy_from(bias_part);
+            in_proj.backward(grad_qkv, c.in_proj, dx, accumulate);
+            bias_part.copy_from(key_bias);
+            return;
+        }
+#endif
         detail::attention_backward(qkv, c.probabilities, grad_context, heads, causal, scale(), grad_qkv);
         // The key bias cannot change the output: it adds q·b_k to a whole row of scores, which the
         // softmax ignores, so its gradient is exactly zero. The column sums of dK would leave
         // rounding noise there, which Adam's g / (|g| + eps) turns into a random walk that differs
         // with the summation order (e.g. between one process and several).
-        const std::int64_t W = qkv.size(-1) / 3;
         float* key_bias = in_proj.grad_bias.defined() ? in_proj.grad_bias.data<float>() + W : nullptr;
         if (key_bias) s.key_bias.assign(key_bias, key_bias + W);
         in_proj.backward(grad_qkv, c.in_proj, dx, accumulate);

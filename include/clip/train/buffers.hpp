@@ -5,6 +5,8 @@
 // the towers own the gradient buffers of their activations. `reuse` sizes a buffer on the first
 // step and hands the same memory back on every later step that needs no more, so a steady-state
 // step allocates no tensor memory (tests/train/model_test.cpp counts allocations to prove it).
+// Buffers live on the device of the layer's input: a model whose parameter store is on a GPU
+// keeps every activation there, and each layer runs its GPU half (backend/cuda/train.hpp).
 //
 // `add_column_sums` is the reduction behind every bias-like gradient (Σ over the rows of an
 // [R, C] matrix). It splits the columns, not the rows, across threads: each sum is added in row
@@ -16,6 +18,10 @@
 
 #include "clip/expr/node.hpp"
 
+#if defined(CLIP_WITH_CUDA)
+#include "clip/backend/cuda/train.hpp"
+#endif
+
 namespace clip::detail {
 
 /// A tensor that owns memory for `capacity` elements and shows a row-major prefix of it: a
@@ -25,17 +31,44 @@ struct buffer : tensor {
     std::int64_t capacity = 0;
 };
 
-/// `b` as a contiguous tensor of shape `s` and dtype `t`, reusing its memory when it holds enough
-/// (the previous contents are left as they are, reinterpreted).
-inline const tensor& reuse(buffer& b, const shape& s, dtype t = dtype::f32) {
+/// `b` as a contiguous tensor of shape `s` and dtype `t` on `where`, reusing its memory when it
+/// holds enough there (the previous contents are left as they are, reinterpreted).
+inline const tensor& reuse(buffer& b, const shape& s, dtype t = dtype::f32, device where = device::cpu()) {
     const std::int64_t n = s.numel();
-    if (!b.defined() || b.dtype() != t || n > b.capacity) {
-        static_cast<tensor&>(b) = tensor::empty(s, t);
+    if (!b.defined() || b.dtype() != t || n > b.capacity || b.device() != where) {
+        static_cast<tensor&>(b) = tensor::empty(s, t, where);
         b.capacity = n;
     } else if (b.shape() != s) {
-        static_cast<tensor&>(b) = tensor::from_blob(b.storage().get(), s, t, b.storage());
+        static_cast<tensor&>(b) = tensor::from_blob(b.storage().get(), s, t, b.storage(), std::nullopt, where);
     }
     return b;
+}
+/// The same, f32 on the device of `like` (the layer's input, whose device a training step runs on).
+inline const tensor& reuse(buffer& b, const shape& s, const tensor& like) { return reuse(b, s, dtype::f32, like.device()); }
+
+/// Whether a layer's work runs on a CUDA device: where its input lives.
+inline bool on_gpu(const tensor& t) noexcept { return t.device().is_cuda(); }
+
+/// dst = src for contiguous tensors of one shape and dtype, on any two devices.
+inline void copy_between(const tensor& dst, const tensor& src) {
+    check<shape_error>(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous(),
+                       "copy_between: ", src.shape(), " into ", dst.shape());
+    if (dst.device() == src.device()) {
+        dst.copy_from(src);
+        return;
+    }
+#if defined(CLIP_WITH_CUDA)
+    cuda::copy(dst.data_ptr(), src.data_ptr(), src.nbytes(), (on_gpu(dst) ? dst : src).device().index);
+#endif
+}
+
+/// t (one element, f32) += v, on its device.
+inline void add_to_scalar(const tensor& t, float v) {
+    if (on_gpu(t)) {
+        const tensor one = t.view({1});
+        return assign(one, one + v);
+    }
+    *t.data<float>() += v;
 }
 
 /// sums[c] += Σ_r term(r, c) for r < rows and c < cols, where `term(r, c)` gives a register of
@@ -97,11 +130,13 @@ void for_each_register(std::int64_t C, F&& f) {
     for (std::int64_t c = 0; c < C; c += simd_width) f(c, std::min(simd_width, C - c));
 }
 
-/// Checks that `t` is a defined, contiguous f32 tensor of shape `s` on the CPU (what the
-/// training kernels read and write directly).
-inline void require_buffer(const tensor& t, const shape& s, const char* op, const char* what) {
+/// Checks that `t` is a defined, contiguous f32 tensor of shape `s` (what the training kernels
+/// read and write directly), on the CPU unless `where` names a device.
+inline void require_buffer(const tensor& t, const shape& s, const char* op, const char* what,
+                           device where = device::cpu()) {
     require_defined(t, op);
-    require_cpu(t, op);
+    check<device_error>(t.device() == where, op, ": ", what, " is on ", t.device(), ", expected ", where,
+                        " (the layer's parameters and inputs must share a device)");
     check<shape_error>(t.shape() == s, op, ": ", what, " has shape ", t.shape(), ", expected ", s);
     check<dtype_error>(t.dtype() == dtype::f32, op, ": ", what, " must be f32, got ", t.dtype());
     check<shape_error>(t.is_contiguous(), op, ": ", what, " must be contiguous, got strides ", t.strides());

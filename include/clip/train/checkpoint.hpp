@@ -145,14 +145,14 @@ inline run_state load_checkpoint(const std::filesystem::path& step_dir, paramete
     detail::check<io_error>(weights_step != source.file().metadata().end() && weights_step->second == step->second,
                             step_dir.string(), ": weights and state are of different steps");
     for (const parameter& p : store.parameters()) {
-        p.value.copy_from(source.get(p.name, p.value.shape()));
+        p.value.copy_from(source.get(p.name, p.value.shape()).to(p.value.device()));
         for (const char* moment : {"exp_avg.", "exp_avg_sq."}) {
             const std::string name = moment + p.name;
             const tensor saved = state.get(name);
             detail::check<io_error>(saved.shape() == p.value.shape() && saved.dtype() == dtype::f32, state_file.string(), ": '", name,
                                     "' is ", saved.dtype(), " ", saved.shape(), ", expected f32 ", p.value.shape());
             const tensor& target = moment[7] == '.' ? optimizer.exp_avg(p.name) : optimizer.exp_avg_sq(p.name);
-            target.view(p.value.shape()).copy_from(saved);
+            target.view(p.value.shape()).copy_from(saved.to(target.device()));
         }
     }
     optimizer.resume_at(std::stoll(step->second));

@@ -38,8 +38,19 @@ struct token_embedding {
         detail::check<dtype_error>(ids.dtype() == dtype::i64 || ids.dtype() == dtype::i32,
                                    "token_embedding: ids must be i32 or i64, got ", ids.dtype());
         const std::int64_t M = ids.size(0), T = ids.size(1);
-        const tensor& index = detail::reuse(c.ids, ids.shape(), dtype::i64);
-        index.copy_from(ids);
+        const tensor& index = detail::reuse(c.ids, ids.shape(), dtype::i64, weight.device());
+        index.copy_from(ids.to(weight.device()));
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(weight)) {
+            const std::vector<std::int64_t> host = index.to_vector<std::int64_t>();
+            for (std::size_t i = 0; i < host.size(); ++i)
+                detail::check<index_error>(host[i] >= 0 && host[i] < V, "token_embedding: id ", host[i], " at position ", i,
+                                           " is outside the table of ", V, " rows");
+            const tensor& x = detail::reuse(c.output, {M, T, W}, weight);
+            detail::cuda::embed_tokens(weight, index, positional, x);
+            return x;
+        }
+#endif
         const std::int64_t* id = index.data<std::int64_t>();
         for (std::int64_t i = 0; i < index.numel(); ++i)
             detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,
@@ -61,7 +72,14 @@ struct token_embedding {
     /// dx [M, T, W]: accumulates grad_weight and the first T rows of grad_positional.
     void backward(const tensor& dx, const cache& c) const {
         const std::int64_t W = weight.size(1), M = c.ids.size(0), T = c.ids.size(1);
-        detail::require_buffer(dx, {M, T, W}, "token_embedding backward", "gradient");
+        detail::require_buffer(dx, {M, T, W}, "token_embedding backward", "gradient", weight.device());
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dx)) {
+            detail::cuda::add_column_sums(grad_positional, dx, M, T * W, T * W);
+            detail::cuda::scatter_add_rows(dx, c.ids, grad_weight);
+            return;
+        }
+#endif
         const float* g = dx.data<float>();
         const std::int64_t* id = c.ids.data<std::int64_t>();
         float* table = grad_weight.data<float>();

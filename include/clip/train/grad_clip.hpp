@@ -15,6 +15,10 @@ namespace clip::train {
 
 /// The global L2 norm of every gradient in the store.
 inline double grad_norm(const parameter_store& store) {
+#if defined(CLIP_WITH_CUDA)
+    // The padding between parameters is zero, so the whole block's squares are the parameters'.
+    if (detail::on_gpu(store.gradient_block())) return std::sqrt(detail::cuda::sum_squares(store.gradient_block()));
+#endif
     double total = 0.0;
     for (const parameter& p : store.parameters()) {
         const float* g = p.grad.data<float>();
@@ -43,6 +47,10 @@ inline double clip_grad_norm(const parameter_store& store, double max_norm) {
     const double coefficient = max_norm / (total + 1e-6);
     if (coefficient >= 1.0) return total;
     const float factor = static_cast<float>(coefficient);
+    if (detail::on_gpu(store.gradient_block())) {
+        assign(store.gradient_block(), store.gradient_block() * factor);
+        return total;
+    }
     for (const parameter& p : store.parameters()) {
         float* g = p.grad.data<float>();
         const std::int64_t n = p.grad.numel();

@@ -43,14 +43,22 @@ struct layer_norm {
     /// x [..., D] -> y [..., D], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c) const {
         const std::int64_t D = width();
-        detail::require_buffer(x, x.shape(), "layer_norm", "input");
+        detail::require_buffer(x, x.shape(), "layer_norm", "input", weight.device());
         detail::check<shape_error>(x.ndim() >= 1 && x.shape().back() == D, "layer_norm: input of shape ", x.shape(),
                                    " does not end in the normalised width ", D);
         c.input = x;
         const std::int64_t rows = x.numel() / D;
-        const tensor& y = detail::reuse(c.output, x.shape());
-        float* mean = detail::reuse(c.mean, {rows}).data<float>();
-        float* rstd = detail::reuse(c.rstd, {rows}).data<float>();
+        const tensor& y = detail::reuse(c.output, x.shape(), x);
+        detail::reuse(c.mean, {rows}, x);
+        detail::reuse(c.rstd, {rows}, x);
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(x)) {
+            detail::cuda::layer_norm_forward(x, weight, bias, eps, y, c.mean, c.rstd);
+            return y;
+        }
+#endif
+        float* mean = c.mean.data<float>();
+        float* rstd = c.rstd.data<float>();
         const float* in = x.data<float>();
         float* out = y.data<float>();
         const float* w = weight.data<float>();
@@ -74,9 +82,17 @@ struct layer_norm {
     /// grad_weight and grad_bias. dx may be dy itself when not accumulating.
     void backward(const tensor& dy, const cache& c, const tensor& dx, bool accumulate = false) const {
         const std::int64_t D = width();
-        detail::require_buffer(dy, c.input.shape(), "layer_norm backward", "output gradient");
-        detail::require_buffer(dx, c.input.shape(), "layer_norm backward", "input gradient");
+        detail::require_buffer(dy, c.input.shape(), "layer_norm backward", "output gradient", weight.device());
+        detail::require_buffer(dx, c.input.shape(), "layer_norm backward", "input gradient", weight.device());
         const std::int64_t rows = c.input.numel() / D;
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dy)) {
+            detail::cuda::add_column_sums(grad_weight, dy, rows, D, D, c.input, c.mean, c.rstd);
+            detail::cuda::add_column_sums(grad_bias, dy, rows, D, D);
+            detail::cuda::layer_norm_backward(c.input, dy, c.mean, c.rstd, weight, dx, accumulate);
+            return;
+        }
+#endif
         const float* x = c.input.data<float>();
         const float* g = dy.data<float>();
         const float* mean = c.mean.data<float>();

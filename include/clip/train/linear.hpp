@@ -1,7 +1,7 @@
 // clip/train/linear.hpp: trainable y = act(x Wᵀ + b) + residual, and the bias-free y = x P.
 //
 // linear (torch.nn.Linear, W [out, in], b [out]; CLIP's in_proj, out_proj, c_fc, c_proj):
-//   forward   z = x Wᵀ + b        one oneDNN product, bias (and residual, when act = none) fused
+//   forward   z = x Wᵀ + b        one product (oneDNN; cuBLASLt on a GPU), bias (and residual, when act = none) fused
 //             y = act(z) + residual
 //   backward  dz = dy ⊙ act'(z)
 //             dW += dzᵀ x,   db += Σ_rows dz,   dx = dz W   (dx += dz W when accumulating)
@@ -37,6 +37,14 @@ inline void activation_backward(activation act, const tensor& dy, const tensor& 
         return assign(dy, dy * (cdf + z * density));
     }
     }
+}
+
+/// grad_bias [C] += Σ_rows dz for dz [R, C] contiguous.
+inline void add_bias_gradient(const tensor& grad_bias, const tensor& dz) {
+#if defined(CLIP_WITH_CUDA)
+    if (on_gpu(dz)) return cuda::add_column_sums(grad_bias, dz, dz.size(0), dz.size(1), dz.size(1));
+#endif
+    add_column_sums(grad_bias.data<float>(), dz.data<float>(), dz.size(0), dz.size(1), dz.size(1));
 }
 
 /// `t` as a matrix of rows of its last axis.
@@ -84,16 +92,16 @@ struct linear {
     const tensor& forward(const tensor& x, cache& c, const tensor& residual = {}) const {
         shape out_shape = x.shape();
         out_shape[out_shape.size() - 1] = out_features();
-        detail::require_buffer(x, x.shape(), "linear", "input");
+        detail::require_buffer(x, x.shape(), "linear", "input", weight.device());
         c.input = x;
-        const tensor& y = detail::reuse(c.output, out_shape);
+        const tensor& y = detail::reuse(c.output, out_shape, x);
         const tensor x2 = detail::rows_of(x), y2 = detail::rows_of(y);
         if (act == activation::none) {
             const tensor r = residual.defined() ? detail::rows_of(residual) : tensor{};
             matmul_into(y2, x2, weight.t(), {.bias = bias, .residual = r});
             return y;
         }
-        const tensor& z = detail::reuse(c.pre_activation, out_shape);
+        const tensor& z = detail::reuse(c.pre_activation, out_shape, x);
         matmul_into(detail::rows_of(z), x2, weight.t(), {.bias = bias});
         switch (act) {
         case activation::relu: assign(y, relu(z)); break;
@@ -108,14 +116,13 @@ struct linear {
     /// undefined), accumulating grad_weight and grad_bias. With an activation, dy is consumed:
     /// it is overwritten with dz.
     void backward(const tensor& dy, const cache& c, const tensor& dx = {}, bool accumulate = false) const {
-        detail::require_buffer(dy, c.output.shape(), "linear backward", "output gradient");
+        detail::require_buffer(dy, c.output.shape(), "linear backward", "output gradient", weight.device());
         if (act != activation::none) detail::activation_backward(act, dy, c.pre_activation);
         const tensor dz = detail::rows_of(dy), x = detail::rows_of(c.input); // [N, out], [N, in]
         matmul_into(grad_weight, dz.t(), x, {.residual = grad_weight});
-        if (grad_bias.defined())
-            detail::add_column_sums(grad_bias.data<float>(), dz.data<float>(), dz.size(0), dz.size(1), dz.size(1));
+        if (grad_bias.defined()) detail::add_bias_gradient(grad_bias, dz);
         if (!dx.defined()) return;
-        detail::require_buffer(dx, c.input.shape(), "linear backward", "input gradient");
+        detail::require_buffer(dx, c.input.shape(), "linear backward", "input gradient", weight.device());
         const tensor dx2 = detail::rows_of(dx);
         matmul_into(dx2, dz, weight, {.residual = accumulate ? dx2 : tensor{}});
     }
@@ -136,18 +143,18 @@ struct projection {
 
     /// x [N, in] -> y = x P [N, out], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c) const {
-        detail::require_buffer(x, {x.size(0), weight.size(0)}, "projection", "input");
+        detail::require_buffer(x, {x.size(0), weight.size(0)}, "projection", "input", weight.device());
         c.input = x;
-        const tensor& y = detail::reuse(c.output, {x.size(0), weight.size(1)});
+        const tensor& y = detail::reuse(c.output, {x.size(0), weight.size(1)}, x);
         matmul_into(y, x, weight);
         return y;
     }
 
     /// dy [N, out] -> dx [N, in] (written), accumulating grad_weight.
     void backward(const tensor& dy, const cache& c, const tensor& dx) const {
-        detail::require_buffer(dy, c.output.shape(), "projection backward", "output gradient");
+        detail::require_buffer(dy, c.output.shape(), "projection backward", "output gradient", weight.device());
         matmul_into(grad_weight, c.input.t(), dy, {.residual = grad_weight});
-        detail::require_buffer(dx, c.input.shape(), "projection backward", "input gradient");
+        detail::require_buffer(dx, c.input.shape(), "projection backward", "input gradient", weight.device());
         matmul_into(dx, dy, weight.t());
     }
 };

@@ -51,8 +51,8 @@ inline void row_log_sum_exp(const float* x, std::int64_t rows, std::int64_t n, d
 }
 
 inline void check_features(const tensor& image, const tensor& text, const char* op) {
-    require_buffer(image, image.shape(), op, "image features");
-    require_buffer(text, text.shape(), op, "text features");
+    require_buffer(image, image.shape(), op, "image features", image.device());
+    require_buffer(text, text.shape(), op, "text features", image.device());
     check<shape_error>(image.ndim() == 2 && image.shape() == text.shape(), op, ": image features ", image.shape(),
                        " and text features ", text.shape(), " must both be [N, E]");
 }
@@ -67,6 +67,7 @@ struct clip_loss {
         detail::buffer logits;      // L [N, N] (logits_per_image)
         detail::buffer grad_logits; // s · dL [N, N]
         detail::buffer transposed;  // Lᵀ [N, N]
+        detail::buffer host_logits, host_grad; // L and s · dL on the CPU, when the features are on a GPU
         std::vector<double> row_lse, column_lse;
         float scale = 1.0f;         // s
     };
@@ -78,9 +79,13 @@ struct clip_loss {
         c.image = image;
         c.text = text;
         c.scale = std::exp(logit_scale);
-        const tensor& L = detail::reuse(c.logits, {N, N});
-        matmul_into(L, image, text.t());
-        assign(L, L * c.scale);
+        const tensor& L_device = detail::reuse(c.logits, {N, N}, image);
+        matmul_into(L_device, image, text.t());
+        assign(L_device, L_device * c.scale);
+        // On a GPU only the products run there: the N² softmax terms are small next to the
+        // towers, and the loss comes back to the host anyway.
+        const tensor& L = detail::on_gpu(image) ? detail::reuse(c.host_logits, {N, N}) : L_device;
+        if (detail::on_gpu(image)) L.copy_from(L_device.to(device::cpu()));
         const tensor& Lt = detail::reuse(c.transposed, {N, N});
         Lt.copy_from(L.t());
         c.row_lse.resize(static_cast<std::size_t>(N));
@@ -99,8 +104,9 @@ struct clip_loss {
     /// -> grad_image, grad_text [N, E] (written); returns d loss / d logit_scale.
     float backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
         const std::int64_t N = c.logits.size(0);
-        const tensor& dL = detail::reuse(c.grad_logits, {N, N});
-        const float* l = c.logits.data<float>();
+        const bool gpu = detail::on_gpu(c.logits);
+        const tensor& dL = detail::reuse(gpu ? c.host_grad : c.grad_logits, {N, N});
+        const float* l = (gpu ? c.host_logits : c.logits).data<float>();
         float* d = dL.data<float>();
         const double weight = static_cast<double>(grad_loss) / (2.0 * static_cast<double>(N));
         std::vector<double> partial(static_cast<std::size_t>(N));
@@ -120,10 +126,12 @@ struct clip_loss {
         });
         double grad_scale = 0.0;
         for (double p : partial) grad_scale += p;
-        detail::require_buffer(grad_image, c.image.shape(), "clip_loss backward", "image gradient");
-        detail::require_buffer(grad_text, c.text.shape(), "clip_loss backward", "text gradient");
-        matmul_into(grad_image, dL, c.text);
-        matmul_into(grad_text, dL.t(), c.image);
+        detail::require_buffer(grad_image, c.image.shape(), "clip_loss backward", "image gradient", c.image.device());
+        detail::require_buffer(grad_text, c.text.shape(), "clip_loss backward", "text gradient", c.image.device());
+        const tensor& dL_device = gpu ? detail::reuse(c.grad_logits, {N, N}, c.image) : dL;
+        if (gpu) detail::copy_between(dL_device, dL);
+        matmul_into(grad_image, dL_device, c.text);
+        matmul_into(grad_text, dL_device.t(), c.image);
         return static_cast<float>(grad_scale);
     }
 };
@@ -306,7 +314,12 @@ struct siglip_loss {
 
 /// Clamps logit_scale to [0, max] in place (OpenCLIP: `logit_scale.clamp_(0, math.log(100))`).
 inline void clamp_logit_scale(const parameter_store& store, float max = 4.605170185988091f) {
-    float* value = store.at("logit_scale").value.data<float>();
+    const tensor& scale = store.at("logit_scale").value;
+    if (detail::on_gpu(scale)) {
+        const tensor one = scale.view({1});
+        return assign(one, clip::clamp(one, 0.0f, max));
+    }
+    float* value = scale.data<float>();
     *value = std::min(std::max(*value, 0.0f), max);
 }
 

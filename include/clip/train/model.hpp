@@ -44,6 +44,9 @@
 // gradient once, and all-reduces once after the last micro-batch's backward: the gradient of
 // the whole step (every rank's every micro-batch), with the same gather_with_grad / local_loss
 // semantics.
+//
+// The model trains on the device of its store (parameter_store::to): a CUDA device trains a ViT
+// with ClipLoss in one process, with or without micro-batches; the rest throws device_error.
 #pragma once
 
 #include <variant>
@@ -74,6 +77,10 @@ public:
     explicit clip_model(const parameter_store& store)
         : store_(&store), visual_(bind_visual(store)), text_(text_transformer::bind(store)) {
         if (std::holds_alternative<modified_resnet>(visual_)) visual_cache_.emplace<modified_resnet::cache>();
+        detail::check<device_error>(store.device().is_cpu() || (!std::holds_alternative<modified_resnet>(visual_) &&
+                                                                store.kind() == objective::clip),
+                                    "clip_model: a store on ", store.device(),
+                                    " trains a ViT with ClipLoss; ModifiedResNet and SigLIP training run on the CPU");
     }
     /// A model keeps a pointer to its store: a temporary one would dangle.
     explicit clip_model(const parameter_store&&) = delete;
@@ -87,6 +94,8 @@ public:
 
     /// Trains as one rank of `world` (which must outlive the model); see the header.
     void set_world(dist::communicator& world, world_options options = {}) {
+        detail::check<device_error>(store_->device().is_cpu() || world.size() == 1, "clip_model: training over ",
+                                    world.size(), " ranks runs on the CPU; this store is on ", store_->device());
         world_ = &world;
         world_options_ = options;
         const parameter_store& s = *store_;
@@ -136,8 +145,8 @@ public:
         detail::check(micro_batches >= 1 && micro_batches <= n, "clip_model: ", micro_batches, " micro-batches for a batch of ", n);
         const auto part = [&](std::int64_t p) { return std::pair{n * p / micro_batches, n * (p + 1) / micro_batches}; };
         const std::int64_t E = store_->config().embed_dim;
-        const tensor& step_i = detail::reuse(step_image_, {n, E});
-        const tensor& step_t = detail::reuse(step_text_, {n, E});
+        const tensor& step_i = detail::reuse(step_image_, {n, E}, dtype::f32, store_->device());
+        const tensor& step_t = detail::reuse(step_text_, {n, E}, dtype::f32, store_->device());
         for (std::int64_t p = 0; p < micro_batches; ++p) {
             const auto [a, b] = part(p);
             const auto [i, t] = encode(images.slice(0, a, b), ids.slice(0, a, b));
@@ -216,20 +225,20 @@ private:
     /// respect to this rank's features di, dt [n, E]; adds logit_scale's (and logit_bias's).
     std::pair<tensor, tensor> loss_backward(float grad_loss) {
         const std::int64_t n = rows_, E = store_->config().embed_dim;
-        const tensor& di = detail::reuse(grad_image_, {n, E});
-        const tensor& dt = detail::reuse(grad_text_, {n, E});
-        float* grad_scale = store_->at("logit_scale").grad.data<float>();
+        const tensor& di = detail::reuse(grad_image_, {n, E}, dtype::f32, store_->device());
+        const tensor& dt = detail::reuse(grad_text_, {n, E}, dtype::f32, store_->device());
         const bool siglip = store_->kind() == objective::siglip;
         if (!distributed()) {
             if (siglip) {
                 const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dt, grad_loss);
-                *grad_scale += g.logit_scale;
-                *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
+                detail::add_to_scalar(store_->at("logit_scale").grad, g.logit_scale);
+                detail::add_to_scalar(store_->at("logit_bias").grad, g.logit_bias);
             } else {
-                *grad_scale += clip_.backward(clip_cache_, di, dt, grad_loss);
+                detail::add_to_scalar(store_->at("logit_scale").grad, clip_.backward(clip_cache_, di, dt, grad_loss));
             }
             return {di, dt};
         }
+        float* grad_scale = store_->at("logit_scale").grad.data<float>();
         // DDP averages the ranks' gradients; every gradient is linear in the features' and the
         // scalars', so the 1/W is applied to those here rather than to the whole gradient block
         // after the all-reduce.

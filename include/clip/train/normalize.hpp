@@ -23,11 +23,18 @@ struct l2_normalize {
 
     /// x [N, E] -> y [N, E], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c) const {
-        detail::require_buffer(x, x.shape(), "l2_normalize", "input");
+        detail::require_buffer(x, x.shape(), "l2_normalize", "input", x.device());
         detail::check<shape_error>(x.ndim() == 2, "l2_normalize: input must be [N, E], got ", x.shape());
         const std::int64_t N = x.size(0), E = x.size(1);
-        const tensor& y = detail::reuse(c.output, x.shape());
-        float* norm = detail::reuse(c.norm, {N}).data<float>();
+        const tensor& y = detail::reuse(c.output, x.shape(), x);
+        detail::reuse(c.norm, {N}, x);
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(x)) {
+            detail::cuda::l2_normalize_forward(x, eps, y, c.norm);
+            return y;
+        }
+#endif
+        float* norm = c.norm.data<float>();
         const float* in = x.data<float>();
         float* out = y.data<float>();
         const float epsilon = eps;
@@ -43,8 +50,11 @@ struct l2_normalize {
     /// dy [N, E] -> dx [N, E] (written; may be dy itself).
     void backward(const tensor& dy, const cache& c, const tensor& dx) const {
         const std::int64_t N = c.output.size(0), E = c.output.size(1);
-        detail::require_buffer(dy, c.output.shape(), "l2_normalize backward", "output gradient");
-        detail::require_buffer(dx, c.output.shape(), "l2_normalize backward", "input gradient");
+        detail::require_buffer(dy, c.output.shape(), "l2_normalize backward", "output gradient", c.output.device());
+        detail::require_buffer(dx, c.output.shape(), "l2_normalize backward", "input gradient", c.output.device());
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dy)) return detail::cuda::l2_normalize_backward(c.output, c.norm, dy, eps, dx);
+#endif
         const float* y = c.output.data<float>();
         const float* norm = c.norm.data<float>();
         const float* g = dy.data<float>();

@@ -37,6 +37,7 @@
 #include "clip/models/config.hpp"
 #include "clip/models/initialize.hpp"
 #include "clip/nn/parameters.hpp"
+#include "clip/train/buffers.hpp"
 
 namespace clip::train {
 
@@ -177,16 +178,16 @@ class parameter_store : public nn::parameter_source {
 public:
     parameter_store() = default;
 
-    /// Every parameter of `c`, values and gradients zero.
-    explicit parameter_store(const clip_config& c, objective kind = objective::clip)
+    /// Every parameter of `c`, values and gradients zero, in the memory of `where`.
+    explicit parameter_store(const clip_config& c, objective kind = objective::clip, clip::device where = clip::device::cpu())
         : config_(c), objective_(kind) {
         const std::vector<parameter_spec> specs = parameter_specs(c, kind);
         // Each parameter starts on a 64-byte boundary, so kernels see aligned rows.
         const auto padded = [](std::int64_t n) { return (n + 15) / 16 * 16; };
         std::int64_t total = 0;
         for (const parameter_spec& s : specs) total += padded(s.dims.numel());
-        values_ = tensor::zeros({total});
-        grads_ = tensor::zeros({total});
+        values_ = zeros({total}, dtype::f32, where);
+        grads_ = zeros({total}, dtype::f32, where);
         std::int64_t offset = 0;
         for (const parameter_spec& s : specs) {
             const std::int64_t n = s.dims.numel();
@@ -200,8 +201,8 @@ public:
         std::int64_t floats = 0, counters = 0;
         for (const buffer_spec& b : buffers) (b.type == dtype::f32 ? floats : counters) += padded(b.dims.numel());
         if (buffers.empty()) return;
-        buffer_values_ = tensor::zeros({floats});
-        counter_values_ = tensor::zeros({counters}, dtype::i64);
+        buffer_values_ = zeros({floats}, dtype::f32, where);
+        counter_values_ = zeros({counters}, dtype::i64, where);
         std::int64_t float_offset = 0, counter_offset = 0;
         for (const buffer_spec& b : buffers) {
             const std::int64_t n = b.dims.numel();
@@ -212,6 +213,21 @@ public:
             next += padded(n);
         }
     }
+
+    /// A copy of this store (values, gradients and buffers) in the memory of `where`: training
+    /// runs on the device its store is on (a CUDA device trains a ViT with ClipLoss, in one process).
+    parameter_store to(clip::device where) const {
+        parameter_store out(config_, objective_, where);
+        detail::copy_between(out.values_, values_);
+        detail::copy_between(out.grads_, grads_);
+        if (buffer_values_.defined()) {
+            detail::copy_between(out.buffer_values_, buffer_values_);
+            detail::copy_between(out.counter_values_, counter_values_);
+        }
+        return out;
+    }
+    /// Where the values and gradients are.
+    clip::device device() const noexcept { return values_.defined() ? values_.device() : clip::device::cpu(); }
 
     /// OpenAI's random initialisation (CLIP.initialize_parameters) for seed `seed`; for SigLIP,
     /// logit_scale = ln 10 and logit_bias = -10. Running statistics start at mean 0, variance 1.
@@ -299,10 +315,22 @@ public:
 
     /// Sets every gradient to zero (one memset over the gradient block).
     void zero_grad() const {
-        if (grads_.defined()) std::memset(grads_.data_ptr(), 0, grads_.nbytes());
+        if (grads_.defined()) zero(grads_);
     }
 
 private:
+    static void zero(const tensor& t) {
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(t)) return detail::cuda::zero(t.data_ptr(), t.nbytes(), t.device().index);
+#endif
+        std::memset(t.data_ptr(), 0, t.nbytes());
+    }
+    static tensor zeros(const shape& s, dtype t, clip::device where) {
+        tensor out = tensor::empty(s, t, where);
+        zero(out);
+        return out;
+    }
+
     clip_config config_;
     objective objective_ = objective::clip;
     std::vector<parameter> parameters_;

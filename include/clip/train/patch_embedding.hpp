@@ -44,16 +44,23 @@ struct patch_embedding {
 
     /// images [N, 3, R, R] f32 -> x [N, T, W], kept in `c.output`.
     const tensor& forward(const tensor& images, cache& c) const {
-        const std::int64_t W = width(), P = patch(), T = positional.size(0);
+        const std::int64_t P = patch(), T = positional.size(0);
         detail::require_defined(images, "patch_embedding");
-        detail::require_cpu(images, "patch_embedding");
         detail::check<dtype_error>(images.dtype() == dtype::f32, "patch_embedding: images must be f32, got ",
                                    images.dtype());
         const std::int64_t R = P * detail::integer_sqrt(T - 1), g = R / P;
         detail::check<shape_error>(images.ndim() == 4 && images.size(1) == 3 && images.size(2) == R && images.size(3) == R,
                                    "patch_embedding: images must be [N, 3, ", R, ", ", R, "], got ", images.shape());
         const std::int64_t N = images.size(0);
-        const tensor source = images.contiguous();
+        const tensor source = images.to(weight.device()).contiguous();
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(source)) {
+            // The patches as a strided view of the images, copied by one element-wise kernel.
+            const tensor& patches = detail::reuse(c.patches, {N, g * g, features()}, source);
+            patches.view({N, g, g, 3, P, P}).copy_from(source.view({N, 3, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}));
+            return finish_forward(patches, c);
+        }
+#endif
         const float* image = source.data<float>();
         const tensor& patches = detail::reuse(c.patches, {N, g * g, features()});
         float* out = patches.data<float>();
@@ -68,9 +75,15 @@ struct patch_embedding {
                                     static_cast<std::size_t>(P) * sizeof(float));
             }
         });
-        const tensor& z = detail::reuse(c.projected, {N, g * g, W});
-        matmul_into(z.view({N * g * g, W}), patches.view({N * g * g, features()}), weight.view({W, features()}).t());
-        const tensor& x = detail::reuse(c.output, {N, T, W});
+        return finish_forward(patches, c);
+    }
+
+    /// patches [N, g², 3P²] -> x [N, T, W], kept in `c.output`.
+    const tensor& finish_forward(const tensor& patches, cache& c) const {
+        const std::int64_t W = width(), T = positional.size(0), N = patches.size(0), G = patches.size(1);
+        const tensor& z = detail::reuse(c.projected, {N, G, W}, patches);
+        matmul_into(z.view({N * G, W}), patches.view({N * G, features()}), weight.view({W, features()}).t());
+        const tensor& x = detail::reuse(c.output, {N, T, W}, patches);
         assign(x.slice(1, 0, 1), class_embedding + positional.slice(0, 0, 1));
         assign(x.slice(1, 1, T), z + positional.slice(0, 1, T));
         return x;
@@ -79,11 +92,19 @@ struct patch_embedding {
     /// dx [N, T, W]: accumulates the gradients of the kernel, class and positional embeddings.
     void backward(const tensor& dx, cache& c) const {
         const std::int64_t W = width(), T = positional.size(0), N = c.output.size(0);
-        detail::require_buffer(dx, {N, T, W}, "patch_embedding backward", "gradient");
-        const float* g = dx.data<float>();
-        detail::add_column_sums(grad_positional.data<float>(), g, N, T * W, T * W);
-        detail::add_column_sums(grad_class_embedding.data<float>(), g, N, W, T * W);
-        const tensor& dz = detail::reuse(c.grad_projected, c.projected.shape());
+        detail::require_buffer(dx, {N, T, W}, "patch_embedding backward", "gradient", weight.device());
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dx)) {
+            detail::cuda::add_column_sums(grad_positional, dx, N, T * W, T * W);
+            detail::cuda::add_column_sums(grad_class_embedding, dx, N, W, T * W);
+        } else
+#endif
+        {
+            const float* g = dx.data<float>();
+            detail::add_column_sums(grad_positional.data<float>(), g, N, T * W, T * W);
+            detail::add_column_sums(grad_class_embedding.data<float>(), g, N, W, T * W);
+        }
+        const tensor& dz = detail::reuse(c.grad_projected, c.projected.shape(), dx);
         dz.copy_from(dx.slice(1, 1, T));
         matmul_into(grad_weight.view({W, features()}), dz.view({-1, W}).t(), c.patches.view({-1, features()}),
                     {.residual = grad_weight.view({W, features()})});

@@ -17,6 +17,7 @@ struct token_pooling {
     struct cache {
         detail::buffer positions; // [M] i64
         detail::buffer output;    // [M, W]
+        detail::buffer device_positions; // the positions on the tokens' GPU
         shape input;              // [M, T, W]
     };
 
@@ -61,17 +62,26 @@ struct token_pooling {
 
     /// pooled[m] = x[m, c.positions[m]] for tokens x [M, T, W].
     static const tensor& gather(const tensor& x, cache& c) {
-        detail::require_buffer(x, x.shape(), "token_pooling", "tokens");
+        detail::require_buffer(x, x.shape(), "token_pooling", "tokens", x.device());
         detail::check<shape_error>(x.ndim() == 3 && c.positions.defined() && c.positions.size(0) == x.size(0),
                                    "token_pooling: tokens must be [M, T, W] with one position per sequence, got ",
                                    x.shape());
         const std::int64_t M = x.size(0), T = x.size(1), W = x.size(2);
         c.input = x.shape();
-        const tensor& out = detail::reuse(c.output, {M, W});
+        const tensor& out = detail::reuse(c.output, {M, W}, x);
         const std::int64_t* position = c.positions.data<std::int64_t>();
-        for (std::int64_t m = 0; m < M; ++m) {
+        for (std::int64_t m = 0; m < M; ++m)
             detail::check<index_error>(position[m] >= 0 && position[m] < T, "token_pooling: position ", position[m],
                                        " is outside the ", T, " tokens");
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(x)) {
+            const tensor& at = detail::reuse(c.device_positions, {M}, dtype::i64, x.device());
+            detail::cuda::copy(at.data_ptr(), position, static_cast<std::size_t>(M) * sizeof(std::int64_t), x.device().index);
+            detail::cuda::pool_rows(x, at, out, false);
+            return out;
+        }
+#endif
+        for (std::int64_t m = 0; m < M; ++m) {
             std::memcpy(out.data<float>() + m * W, x.data<float>() + (m * T + position[m]) * W,
                         static_cast<std::size_t>(W) * sizeof(float));
         }
@@ -81,8 +91,15 @@ struct token_pooling {
     /// dpooled [M, W] -> dx [M, T, W] (written: zero except the pooled rows).
     static void backward(const tensor& dpooled, const cache& c, const tensor& dx) {
         const std::int64_t M = c.input[0], T = c.input[1], W = c.input[2];
-        detail::require_buffer(dpooled, {M, W}, "token_pooling backward", "gradient");
-        detail::require_buffer(dx, c.input, "token_pooling backward", "input gradient");
+        detail::require_buffer(dpooled, {M, W}, "token_pooling backward", "gradient", c.output.device());
+        detail::require_buffer(dx, c.input, "token_pooling backward", "input gradient", c.output.device());
+#if defined(CLIP_WITH_CUDA)
+        if (detail::on_gpu(dx)) {
+            detail::cuda::zero(dx.data_ptr(), dx.nbytes(), dx.device().index);
+            detail::cuda::pool_rows(dx, c.device_positions, dpooled, true);
+            return;
+        }
+#endif
         std::memset(dx.data_ptr(), 0, dx.nbytes());
         const std::int64_t* position = c.positions.data<std::int64_t>();
         for (std::int64_t m = 0; m < M; ++m)

@@ -51,7 +51,7 @@ struct text_transformer {
         const std::int64_t ctx = embed.positional.size(0);
         detail::check<shape_error>(ids.ndim() == 2 && ids.size(1) == ctx, "text_transformer: ids must be [M, ", ctx,
                                    "], got ", ids.shape());
-        const tensor& eot = token_pooling::eot_positions(ids, c.pool);
+        const tensor& eot = token_pooling::eot_positions(ids.device().is_cpu() ? ids : ids.to(device::cpu()), c.pool);
         const std::int64_t* position = eot.data<std::int64_t>();
         const std::int64_t used = ids.size(0) == 0 ? ctx : *std::max_element(position, position + ids.size(0)) + 1;
         const tensor& x = blocks.forward(embed.forward(ids.slice(1, 0, used), c.embed), c.blocks);
@@ -60,9 +60,9 @@ struct text_transformer {
 
     /// grad_features [M, E]: accumulates the gradients of every text parameter.
     void backward(const tensor& grad_features, cache& c) const {
-        const tensor& normed = detail::reuse(c.grad_normed, c.ln_final.output.shape());
-        const tensor& pooled = detail::reuse(c.grad_pooled, c.pool.output.shape());
-        const tensor& stream = detail::reuse(c.grad_stream, c.pool.input);
+        const tensor& normed = detail::reuse(c.grad_normed, c.ln_final.output.shape(), grad_features);
+        const tensor& pooled = detail::reuse(c.grad_pooled, c.pool.output.shape(), grad_features);
+        const tensor& stream = detail::reuse(c.grad_stream, c.pool.input, grad_features);
         proj.backward(grad_features, c.proj, normed);
         ln_final.backward(normed, c.ln_final, pooled);
         token_pooling::backward(pooled, c.pool, stream);

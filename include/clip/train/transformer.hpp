@@ -53,8 +53,8 @@ struct residual_block {
 
     /// d [B, T, W]: the gradient at the block's output in, at its input out.
     void backward(const tensor& d, const cache& c, scratch& s) const {
-        const tensor& normed = detail::reuse(s.normed, d.shape());
-        const tensor& hidden = detail::reuse(s.hidden, c.c_fc.output.shape());
+        const tensor& normed = detail::reuse(s.normed, d.shape(), d);
+        const tensor& hidden = detail::reuse(s.hidden, c.c_fc.output.shape(), d);
         c_proj.backward(d, c.c_proj, hidden);
         c_fc.backward(hidden, c.c_fc, normed);
         ln_2.backward(normed, c.ln_2, d, true);

@@ -53,10 +53,10 @@ struct vision_transformer {
 
     /// grad_features [N, E]: accumulates the gradients of every visual parameter.
     void backward(const tensor& grad_features, cache& c) const {
-        const tensor& normed = detail::reuse(c.grad_normed, c.ln_post.output.shape());
-        const tensor& pooled = detail::reuse(c.grad_pooled, c.pool.output.shape());
-        const tensor& stream = detail::reuse(c.grad_stream, c.pool.input);
-        const tensor& embedded = detail::reuse(c.grad_embed, c.pool.input);
+        const tensor& normed = detail::reuse(c.grad_normed, c.ln_post.output.shape(), grad_features);
+        const tensor& pooled = detail::reuse(c.grad_pooled, c.pool.output.shape(), grad_features);
+        const tensor& stream = detail::reuse(c.grad_stream, c.pool.input, grad_features);
+        const tensor& embedded = detail::reuse(c.grad_embed, c.pool.input, grad_features);
         proj.backward(grad_features, c.proj, normed);
         ln_post.backward(normed, c.ln_post, pooled);
         token_pooling::backward(pooled, c.pool, stream);
