@@ -152,8 +152,6 @@ inline void run_bench(const bench_options& o) {
     opened_model opened = o.model == "small" ? opened_model{clip::model::random(small_config(), 0), "small", true}
                                              : open_model(o.model, o.config);
     const clip::dtype weights = o.dtype == "bfloat16" ? clip::dtype::bf16 : o.dtype == "float16" ? clip::dtype::f16 : clip::dtype::f32;
-    if (train_task && weights != clip::dtype::f32)
-        throw clip::error("bench: --task train_step trains in f32 (--dtype float32)");
     if (!train_task && (where.is_cuda() || weights != clip::dtype::f32)) opened.model = opened.model.to(where, weights);
     if (o.precision == "int8") {
         if (train_task) throw clip::error("bench: --precision int8 is for inference; --task train_step trains in f32");
@@ -178,6 +176,7 @@ inline void run_bench(const bench_options& o) {
             if (train_task) {
                 store->zero_grad();
                 trainer.emplace(*store);
+                trainer->set_precision(weights); // bf16: mixed precision (GPU only)
                 optimizer.emplace(*store, clip::train::adamw_options{.lr = 1e-5, .weight_decay = 0.1});
             }
             const auto call = [&] {

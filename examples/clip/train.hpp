@@ -78,6 +78,7 @@ struct train_options {
     std::string grid;
     int threads = 0;
     std::string device = "cpu";
+    std::string precision = "fp32";
     bool local_loss = false;
     bool gather_with_grad = false;
     double dist_timeout = 300;
@@ -115,6 +116,9 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     cmd->add_option("--grad-clip-norm", o.grad_clip_norm, "Clip the gradients' global norm to this (0: off)")->capture_default_str();
     cmd->add_option("--device", o.device, "Where the model trains: cpu, or cuda / cuda:N (a ViT with the clip loss, one process)")
         ->capture_default_str();
+    cmd->add_option("--precision", o.precision, "fp32, or amp_bf16: bf16 products with f32 weights, gradients and optimiser (GPU)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"fp32", "amp_bf16"}));
     cmd->add_option("--seed", o.seed, "Seed of initialisation, shuffling, augmentation and synthetic data")->capture_default_str();
     cmd->add_option("--save", o.save, "Checkpoint directory (DIR/step-N/, DIR/latest)")->type_name("DIR");
     cmd->add_option("--save-steps", o.save_steps, "Also save every N steps (0: at the end only)")->check(at_least(0));
@@ -262,6 +266,7 @@ inline std::string run_settings(const train_options& o, std::int64_t total_steps
     // --accum-freq once split --batch-size into micro-batches; a run saved then lacks this entry
     // and is refused rather than resumed with --accum-freq times larger steps.
     if (o.accum_freq > 1) j["micro_batch_size"] = o.batch_size;
+    if (o.precision != "fp32") j["precision"] = o.precision;
     if (world_size > 1) {
         j["world_size"] = world_size;
         j["local_loss"] = o.local_loss;
@@ -401,6 +406,7 @@ inline void run_train(const train_options& o) {
         std::fflush(stdout);
     }
     clip::train::clip_model model(*store);
+    if (o.precision == "amp_bf16") model.set_precision(clip::dtype::bf16);
     if (world->size() > 1) {
         // Every rank starts from rank 0's parameters and statistics (DDP's broadcast at start).
         const auto bytes = [](const clip::tensor& t) {

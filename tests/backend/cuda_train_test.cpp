@@ -226,6 +226,58 @@ TEST_CASE("a model with several heads trains the same on the GPU and the CPU, st
     CHECK(std::all_of(key_bias.begin(), key_bias.end(), [](float g) { return g == 0.0f; }));
 }
 
+TEST_CASE("bf16 mixed precision: gradients within bf16's rounding of the f32 step, and it trains as f32 does") {
+    if (!have_gpu()) return;
+    const clip::clip_config c = multi_head_config();
+    const train::parameter_store full = train::parameter_store::random(c, 9).to(gpu);
+    const train::parameter_store half = full.to(gpu);
+    train::clip_model full_model(full), half_model(half);
+    half_model.set_precision(clip::dtype::bf16);
+    CHECK(half_model.precision() == clip::dtype::bf16);
+    const tensor images = clip::rand_normal({6, 3, 32, 32}, 12).to(gpu);
+    const tensor ids = caption_ids(6, c.text.vocab_size, 13);
+    full.zero_grad();
+    half.zero_grad();
+    const float full_loss = full_model.forward(images, ids), half_loss = half_model.forward(images, ids);
+    full_model.backward();
+    half_model.backward();
+    MESSAGE("loss f32 " << full_loss << ", bf16 products " << half_loss);
+    CHECK(std::abs(half_loss - full_loss) <= 1e-2 * std::abs(full_loss));
+    // Documented bound: every gradient within 5% of its f32 value in L2 norm.
+    double worst = 0.0;
+    std::string worst_name;
+    for (const train::parameter& p : half.parameters()) {
+        const std::vector<float> a = p.grad.to_vector<float>(), b = full.at(p.name).grad.to_vector<float>();
+        double error = 0.0, norm = 0.0;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            error += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+            norm += static_cast<double>(b[i]) * b[i];
+        }
+        const double relative = norm > 0 ? std::sqrt(error / norm) : std::sqrt(error);
+        INFO(p.name << ": |g_bf16 - g_f32| / |g_f32| = " << relative);
+        CHECK(relative <= 5e-2);
+        if (relative > worst) worst = relative, worst_name = p.name;
+    }
+    MESSAGE("worst |g_bf16 - g_f32| / |g_f32| = " << worst << " (" << worst_name << ")");
+    // Twenty steps on the batch: both fit it, bf16 about as well as f32.
+    train::adamw full_optimizer(full, {.lr = 1e-3, .weight_decay = 0.1}), half_optimizer(half, {.lr = 1e-3, .weight_decay = 0.1});
+    float full_last = 0.0f, half_last = 0.0f;
+    for (int step = 0; step < 20; ++step) {
+        full_last = train_step(full, full_model, full_optimizer, images, ids);
+        half_last = train_step(half, half_model, half_optimizer, images, ids);
+    }
+    MESSAGE("after 20 steps: loss f32 " << full_last << ", bf16 products " << half_last << " (from " << full_loss << ")");
+    CHECK(full_last < 0.5f * full_loss);
+    CHECK(half_last < 0.5f * full_loss);
+    CHECK(std::abs(half_last - full_last) <= 0.1f * full_loss);
+
+    const train::parameter_store on_cpu = train::parameter_store::random(c, 9);
+    train::clip_model cpu_model(on_cpu);
+    CHECK(clip::test::contains(clip::test::error_message([&] { cpu_model.set_precision(clip::dtype::bf16); }),
+                               "bf16 products train on a GPU"));
+    CHECK(clip::test::contains(clip::test::error_message([&] { half_model.set_precision(clip::dtype::f16); }), "f32 or bf16"));
+}
+
 TEST_CASE("gradient accumulation on the GPU gives the whole batch's loss and gradients") {
     if (!have_gpu()) return;
     const clip::clip_config c = multi_head_config();

@@ -141,6 +141,11 @@ struct multihead_attention {
         return a;
     }
 
+    void set_half(const detail::half_weights& half) {
+        in_proj.set_half(half);
+        out_proj.set_half(half);
+    }
+
     float scale() const { return 1.0f / std::sqrt(static_cast<float>(out_proj.out_features() / heads)); }
 
     /// x [B, T, W] -> out_proj(attention(x)) + residual [B, T, W], kept in c.out_proj.output.

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 
 #include "clip/expr/node.hpp"
 
@@ -61,6 +62,17 @@ inline void copy_between(const tensor& dst, const tensor& src) {
     cuda::copy(dst.data_ptr(), src.data_ptr(), src.nbytes(), (on_gpu(dst) ? dst : src).device().index);
 #endif
 }
+
+/// `t` converted to `to` in `b` (the 16-bit operand of a mixed-precision product).
+inline const tensor& converted(buffer& b, const tensor& t, dtype to) {
+    const tensor& out = reuse(b, t.shape(), to, t.device());
+    out.copy_from(t);
+    return out;
+}
+
+/// Maps an f32 weight of a parameter store to its 16-bit copy (clip_model::set_precision), or
+/// to an undefined tensor for f32 products.
+using half_weights = std::function<tensor(const tensor&)>;
 
 /// t (one element, f32) += v, on its device.
 inline void add_to_scalar(const tensor& t, float v) {

@@ -58,11 +58,14 @@ struct linear {
     tensor weight, grad_weight; // [out, in]
     tensor bias, grad_bias;     // [out], or undefined for no bias
     activation act = activation::none;
+    tensor weight16 = {};       // W in bf16 for mixed-precision products, or undefined (f32)
 
     struct cache {
         tensor input;                  // x [..., in]: the caller's buffer, which must live until backward
         detail::buffer pre_activation; // z [..., out], only when act != none
         detail::buffer output;         // y [..., out]
+        detail::buffer input16;        // x in bf16 (mixed precision)
+        mutable detail::buffer grad16; // dz in bf16 (mixed precision)
     };
 
     /// The layer `prefix` (`prefix.weight`, `prefix.bias`) of a store.
@@ -87,6 +90,7 @@ struct linear {
 
     std::int64_t in_features() const { return weight.size(1); }
     std::int64_t out_features() const { return weight.size(0); }
+    void set_half(const detail::half_weights& half) { weight16 = half ? half(weight) : tensor{}; }
 
     /// x [..., in] -> y = act(x Wᵀ + b) + residual [..., out], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c, const tensor& residual = {}) const {
@@ -95,14 +99,17 @@ struct linear {
         detail::require_buffer(x, x.shape(), "linear", "input", weight.device());
         c.input = x;
         const tensor& y = detail::reuse(c.output, out_shape, x);
-        const tensor x2 = detail::rows_of(x), y2 = detail::rows_of(y);
+        // Mixed precision: both operands in bf16, f32 accumulation and output.
+        const tensor x2 = detail::rows_of(weight16.defined() ? detail::converted(c.input16, x, weight16.dtype()) : x);
+        const tensor& w = weight16.defined() ? weight16 : weight;
+        const tensor y2 = detail::rows_of(y);
         if (act == activation::none) {
             const tensor r = residual.defined() ? detail::rows_of(residual) : tensor{};
-            matmul_into(y2, x2, weight.t(), {.bias = bias, .residual = r});
+            matmul_into(y2, x2, w.t(), {.bias = bias, .residual = r});
             return y;
         }
         const tensor& z = detail::reuse(c.pre_activation, out_shape, x);
-        matmul_into(detail::rows_of(z), x2, weight.t(), {.bias = bias});
+        matmul_into(detail::rows_of(z), x2, w.t(), {.bias = bias});
         switch (act) {
         case activation::relu: assign(y, relu(z)); break;
         case activation::gelu: assign(y, gelu(z)); break;
@@ -118,23 +125,31 @@ struct linear {
     void backward(const tensor& dy, const cache& c, const tensor& dx = {}, bool accumulate = false) const {
         detail::require_buffer(dy, c.output.shape(), "linear backward", "output gradient", weight.device());
         if (act != activation::none) detail::activation_backward(act, dy, c.pre_activation);
-        const tensor dz = detail::rows_of(dy), x = detail::rows_of(c.input); // [N, out], [N, in]
-        matmul_into(grad_weight, dz.t(), x, {.residual = grad_weight});
+        const tensor dz = detail::rows_of(dy); // [N, out]
+        const bool half = weight16.defined();
+        const tensor dzp = half ? detail::rows_of(detail::converted(c.grad16, dy, weight16.dtype())) : dz;
+        const tensor x = detail::rows_of(half ? c.input16 : c.input); // [N, in]
+        matmul_into(grad_weight, dzp.t(), x, {.residual = grad_weight});
         if (grad_bias.defined()) detail::add_bias_gradient(grad_bias, dz);
         if (!dx.defined()) return;
         detail::require_buffer(dx, c.input.shape(), "linear backward", "input gradient", weight.device());
         const tensor dx2 = detail::rows_of(dx);
-        matmul_into(dx2, dz, weight, {.residual = accumulate ? dx2 : tensor{}});
+        matmul_into(dx2, dzp, half ? weight16 : weight, {.residual = accumulate ? dx2 : tensor{}});
     }
 };
 
 struct projection {
     tensor weight, grad_weight; // [in, out]
+    tensor weight16 = {};       // P in bf16 for mixed-precision products, or undefined (f32)
 
     struct cache {
-        tensor input;          // x [N, in]
-        detail::buffer output; // y [N, out]
+        tensor input;                  // x [N, in]
+        detail::buffer output;         // y [N, out]
+        detail::buffer input16;        // x in bf16 (mixed precision)
+        mutable detail::buffer grad16; // dy in bf16 (mixed precision)
     };
+
+    void set_half(const detail::half_weights& half) { weight16 = half ? half(weight) : tensor{}; }
 
     static projection bind(const parameter_store& store, const std::string& name) {
         const parameter& p = store.at(name);
@@ -146,15 +161,22 @@ struct projection {
         detail::require_buffer(x, {x.size(0), weight.size(0)}, "projection", "input", weight.device());
         c.input = x;
         const tensor& y = detail::reuse(c.output, {x.size(0), weight.size(1)}, x);
-        matmul_into(y, x, weight);
+        if (weight16.defined()) matmul_into(y, detail::converted(c.input16, x, weight16.dtype()), weight16);
+        else matmul_into(y, x, weight);
         return y;
     }
 
     /// dy [N, out] -> dx [N, in] (written), accumulating grad_weight.
     void backward(const tensor& dy, const cache& c, const tensor& dx) const {
         detail::require_buffer(dy, c.output.shape(), "projection backward", "output gradient", weight.device());
-        matmul_into(grad_weight, c.input.t(), dy, {.residual = grad_weight});
         detail::require_buffer(dx, c.input.shape(), "projection backward", "input gradient", weight.device());
+        if (weight16.defined()) {
+            const tensor& dy16 = detail::converted(c.grad16, dy, weight16.dtype());
+            matmul_into(grad_weight, c.input16.t(), dy16, {.residual = grad_weight});
+            matmul_into(dx, dy16, weight16.t());
+            return;
+        }
+        matmul_into(grad_weight, c.input.t(), dy, {.residual = grad_weight});
         matmul_into(dx, dy, weight.t());
     }
 };

@@ -92,6 +92,31 @@ public:
     }
     bool training() const noexcept { return training_; }
 
+    /// The dtype of the products: f32 (the default), or bf16 for mixed precision on a GPU, as
+    /// PyTorch's autocast to bf16 does for products: each forward converts the f32 weights into a
+    /// bf16 copy, every product takes bf16 operands with f32 accumulation and f32 output, and
+    /// everything else (layer norms, softmax, the loss, gradients, AdamW) stays f32.
+    void set_precision(dtype products) {
+        detail::check<dtype_error>(products == dtype::f32 || products == dtype::bf16, "clip_model: products in ", products,
+                                   "; f32 or bf16 (mixed precision)");
+        detail::check<device_error>(products == dtype::f32 || store_->device().is_cuda(), "clip_model: bf16 products train on a GPU; this store is on ",
+                                    store_->device());
+        precision_ = products;
+        detail::half_weights half;
+        half_values_ = tensor{};
+        if (products != dtype::f32) {
+            half_values_ = tensor::empty(store_->value_block().shape(), products, store_->device());
+            const float* base = store_->value_block().data<float>();
+            half = [this, base](const tensor& w) {
+                const std::int64_t at = w.data<float>() - base;
+                return half_values_.slice(0, at, at + w.numel()).view(w.shape());
+            };
+        }
+        if (auto* vit = std::get_if<vision_transformer>(&visual_)) vit->set_half(half);
+        text_.set_half(half);
+    }
+    dtype precision() const noexcept { return precision_; }
+
     /// Trains as one rank of `world` (which must outlive the model); see the header.
     void set_world(dist::communicator& world, world_options options = {}) {
         detail::check<device_error>(store_->device().is_cpu() || world.size() == 1, "clip_model: training over ",
@@ -185,6 +210,7 @@ private:
     /// images [N, 3, R, R], ids [N, ctx] -> the normalised features i, t [N, E] (the
     /// normalisation caches' outputs, valid until the next call).
     std::pair<tensor, tensor> encode(const tensor& images, const tensor& ids) {
+        if (half_values_.defined()) half_values_.copy_from(store_->value_block()); // this step's weights in bf16
         if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
             world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
             world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
@@ -319,6 +345,8 @@ private:
     const parameter_store* store_;
     image_tower visual_;
     bool training_ = true;
+    dtype precision_ = dtype::f32;
+    tensor half_values_; // the value block in bf16 (mixed precision), refreshed by every forward
     text_transformer text_;
     l2_normalize normalize_;
     clip_loss clip_;

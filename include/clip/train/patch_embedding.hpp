@@ -23,13 +23,18 @@ struct patch_embedding {
     tensor weight, grad_weight;                   // conv1 K [W, 3, P, P]
     tensor class_embedding, grad_class_embedding; // cls [W]
     tensor positional, grad_positional;           // pos [T, W], T = g² + 1
+    tensor weight16 = {};                         // K in bf16 for mixed-precision products, or undefined (f32)
 
     struct cache {
         detail::buffer patches;        // [N, g², 3P²]
         detail::buffer projected;      // z [N, g², W]
         detail::buffer output;         // x [N, T, W]
         detail::buffer grad_projected; // dz [N, g², W]
+        detail::buffer patches16;      // the patches in bf16 (mixed precision)
+        detail::buffer grad16;         // dz in bf16 (mixed precision)
     };
+
+    void set_half(const detail::half_weights& half) { weight16 = half ? half(weight) : tensor{}; }
 
     static patch_embedding bind(const parameter_store& store) {
         const parameter& k = store.at("visual.conv1.weight");
@@ -82,7 +87,11 @@ struct patch_embedding {
     const tensor& finish_forward(const tensor& patches, cache& c) const {
         const std::int64_t W = width(), T = positional.size(0), N = patches.size(0), G = patches.size(1);
         const tensor& z = detail::reuse(c.projected, {N, G, W}, patches);
-        matmul_into(z.view({N * G, W}), patches.view({N * G, features()}), weight.view({W, features()}).t());
+        if (weight16.defined())
+            matmul_into(z.view({N * G, W}), detail::converted(c.patches16, patches, weight16.dtype()).view({N * G, features()}),
+                        weight16.view({W, features()}).t());
+        else
+            matmul_into(z.view({N * G, W}), patches.view({N * G, features()}), weight.view({W, features()}).t());
         const tensor& x = detail::reuse(c.output, {N, T, W}, patches);
         assign(x.slice(1, 0, 1), class_embedding + positional.slice(0, 0, 1));
         assign(x.slice(1, 1, T), z + positional.slice(0, 1, T));
@@ -106,8 +115,12 @@ struct patch_embedding {
         }
         const tensor& dz = detail::reuse(c.grad_projected, c.projected.shape(), dx);
         dz.copy_from(dx.slice(1, 1, T));
-        matmul_into(grad_weight.view({W, features()}), dz.view({-1, W}).t(), c.patches.view({-1, features()}),
-                    {.residual = grad_weight.view({W, features()})});
+        if (weight16.defined())
+            matmul_into(grad_weight.view({W, features()}), detail::converted(c.grad16, dz, weight16.dtype()).view({-1, W}).t(),
+                        c.patches16.view({-1, features()}), {.residual = grad_weight.view({W, features()})});
+        else
+            matmul_into(grad_weight.view({W, features()}), dz.view({-1, W}).t(), c.patches.view({-1, features()}),
+                        {.residual = grad_weight.view({W, features()})});
     }
 };
 

@@ -46,6 +46,12 @@ struct text_transformer {
                 layer_norm::bind(store, "ln_final", c.layer_norm_eps), projection::bind(store, "text_projection")};
     }
 
+    /// Mixed-precision products with the weights `half` maps to (f32 when it is empty).
+    void set_half(const detail::half_weights& half) {
+        blocks.set_half(half);
+        proj.set_half(half);
+    }
+
     /// ids [M, ctx] (i32 or i64) -> features [M, E] (before normalisation), kept in c.proj.output.
     const tensor& forward(const tensor& ids, cache& c) const {
         const std::int64_t ctx = embed.positional.size(0);

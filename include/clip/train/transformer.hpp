@@ -45,6 +45,12 @@ struct residual_block {
                 linear::bind(store, prefix + ".mlp.c_proj")};
     }
 
+    void set_half(const detail::half_weights& half) {
+        attn.set_half(half);
+        c_fc.set_half(half);
+        c_proj.set_half(half);
+    }
+
     /// x [B, T, W] -> [B, T, W], kept in c.c_proj.output; x must live until backward.
     const tensor& forward(const tensor& x, cache& c) const {
         const tensor& h = attn.forward(ln_1.forward(x, c.ln_1), c.attn, x);
@@ -79,6 +85,10 @@ struct transformer {
             t.blocks.push_back(residual_block::bind(store, prefix + ".resblocks." + std::to_string(i), heads, causal,
                                                     act, eps));
         return t;
+    }
+
+    void set_half(const detail::half_weights& half) {
+        for (residual_block& b : blocks) b.set_half(half);
     }
 
     /// x [B, T, W] -> [B, T, W] (the last block's buffer); x must live until backward.

@@ -45,6 +45,13 @@ struct vision_transformer {
                 layer_norm::bind(store, "visual.ln_post", c.layer_norm_eps), projection::bind(store, "visual.proj")};
     }
 
+    /// Mixed-precision products with the weights `half` maps to (f32 when it is empty).
+    void set_half(const detail::half_weights& half) {
+        embed.set_half(half);
+        blocks.set_half(half);
+        proj.set_half(half);
+    }
+
     /// images [N, 3, R, R] f32 -> features [N, E] (before normalisation), kept in c.proj.output.
     const tensor& forward(const tensor& images, cache& c) const {
         const tensor& x = blocks.forward(ln_pre.forward(embed.forward(images, c.embed), c.ln_pre), c.blocks);
