@@ -95,6 +95,13 @@ inline std::optional<std::filesystem::path> reference_dir() {
     return dir;
 }
 
+/// reference_dir(), saying in the test's output that the case is skipped when there is none.
+inline std::optional<std::filesystem::path> fixtures() {
+    auto dir = reference_dir();
+    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
+    return dir;
+}
+
 
 /// A fresh directory under the system temp dir, removed with everything in it at scope exit
 /// (write permission is restored first, so tests may make it read-only).

@@ -181,11 +181,8 @@ TEST_CASE("row operations, attention, gathers, reductions and convolutions on th
 
 TEST_CASE("the encoders on the GPU match the CPU and the reference fixtures") {
     if (!have_gpu()) return;
-    const auto dir = clip::test::reference_dir();
-    if (!dir) {
-        MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-        return;
-    }
+    const auto dir = clip::test::fixtures();
+    if (!dir) return;
     for (const char* name : {"vit", "resnet", "e2e"}) {
         INFO("fixture " << std::string(name));
         const clip::model host = clip::model::load(*dir / (std::string(name) + ".safetensors"));

@@ -153,11 +153,8 @@ TEST_CASE("training attention on the GPU matches the CPU, in shared memory and f
 
 TEST_CASE("two OpenCLIP training steps on the GPU match PyTorch: loss, features, logits, every gradient, AdamW") {
     if (!have_gpu()) return;
-    const auto dir = clip::test::reference_dir();
-    if (!dir) {
-        MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-        return;
-    }
+    const auto dir = clip::test::fixtures();
+    if (!dir) return;
     const clip::safetensors io = clip::safetensors::open(*dir / "train_step.safetensors");
     prefixed_source source(io);
     clip::clip_config c = clip::detail::make_vit(32, 32, 2, 64, 8, 64, 2);

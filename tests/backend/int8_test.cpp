@@ -80,11 +80,8 @@ TEST_CASE("int8 linear layers compute the quantised product exactly") {
 
 TEST_CASE("int8 models pass the accuracy gate on the reference fixtures") {
 #if defined(CLIP_WITH_ONEDNN)
-    const auto dir = clip::test::reference_dir();
-    if (!dir) {
-        MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-        return;
-    }
+    const auto dir = clip::test::fixtures();
+    if (!dir) return;
     for (const char* name : {"vit", "resnet", "e2e"}) {
         INFO("fixture " << std::string(name));
         const clip::model f32 = clip::model::load(*dir / (std::string(name) + ".safetensors"));

@@ -77,17 +77,10 @@ std::filesystem::path as_f16(const std::filesystem::path& weights) {
     return path;
 }
 
-/// The fixture directory, or a message saying why the case is skipped.
-std::optional<std::filesystem::path> fixtures() {
-    auto dir = clip::test::reference_dir();
-    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-    return dir;
-}
-
 } // namespace
 
 TEST_CASE("the ViT fixture, layer by layer") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "vit.safetensors");
     CHECK(model.scheme() == clip::naming_scheme::openai);
@@ -106,7 +99,7 @@ TEST_CASE("the ViT fixture, layer by layer") {
 }
 
 TEST_CASE("the ModifiedResNet fixture, layer by layer") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "resnet.safetensors");
     const clip::clip_config& c = model.config();
@@ -121,7 +114,7 @@ TEST_CASE("the ModifiedResNet fixture, layer by layer") {
 }
 
 TEST_CASE("the Hugging Face copy of the ViT, with and without its config.json") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model inferred = clip::model::load(*dir / "vit_hf.safetensors");
     CHECK(inferred.scheme() == clip::naming_scheme::huggingface);
@@ -134,7 +127,7 @@ TEST_CASE("the Hugging Face copy of the ViT, with and without its config.json") 
 }
 
 TEST_CASE("the end-to-end model on real captions and photos") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "e2e.safetensors");
     CHECK(model.config().vision.image_size == 224);
@@ -143,7 +136,7 @@ TEST_CASE("the end-to-end model on real captions and photos") {
 }
 
 TEST_CASE("the text tower stops at the last EOT of the batch, with the full-context result") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "e2e.safetensors");
     const clip::safetensors io = clip::safetensors::open(*dir / "e2e_io.safetensors");
@@ -162,7 +155,7 @@ TEST_CASE("the text tower stops at the last EOT of the batch, with the full-cont
 }
 
 TEST_CASE("the ViT's last block runs for the class token alone, with the full result") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "vit.safetensors");
     const clip::safetensors io = clip::safetensors::open(*dir / "vit_io.safetensors");
@@ -177,7 +170,7 @@ TEST_CASE("the ViT's last block runs for the class token alone, with the full re
 }
 
 TEST_CASE("f16 checkpoints load and stay close to the reference") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     // Rounding every weight to f16 (relative error up to 2^-11) moves the outputs by about
     // 1e-3 of their scale on these models; 1e-2 leaves a margin while still catching any
@@ -192,7 +185,7 @@ TEST_CASE("f16 checkpoints load and stay close to the reference") {
 }
 
 TEST_CASE("inputs of the wrong shape or dtype are rejected with the expected shape") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "vit.safetensors");
     const std::string message = clip::test::error_message([&] { model.encode_image(tensor::zeros({2, 3, 64, 64})); });
@@ -250,7 +243,7 @@ std::vector<std::pair<std::string, tensor>> all_tensors(const std::filesystem::p
 } // namespace
 
 TEST_CASE("checkpoints that do not fit the architecture name the file and the tensor") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const auto base = all_tensors(*dir / "vit.safetensors");
     struct row {
@@ -297,7 +290,7 @@ TEST_CASE("checkpoints that do not fit the architecture name the file and the te
 }
 
 TEST_CASE("a loaded model is safe to call from several threads at once") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "vit.safetensors");
     const clip::safetensors io = clip::safetensors::open(*dir / "vit_io.safetensors");
@@ -318,7 +311,7 @@ TEST_CASE("a loaded model is safe to call from several threads at once") {
 }
 
 TEST_CASE("an OpenCLIP model config gives the architecture and the activation") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const auto config_path = [](const std::string& stem, const std::string& text) {
         const auto path = std::filesystem::temp_directory_path() / ("clip-model-test-" + stem + ".json");

@@ -100,12 +100,6 @@ train::adamw_options fixture_optimizer() {
     return {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.2};
 }
 
-std::optional<std::filesystem::path> fixtures() {
-    auto dir = clip::test::reference_dir();
-    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-    return dir;
-}
-
 /// Four 77-token rows of 7s whose EOT (999) is at position `eot + m` in row m.
 tensor eot_rows(std::int64_t eot) {
     const tensor ids = tensor::full({4, 77}, 7, clip::dtype::i64);
@@ -148,7 +142,7 @@ std::pair<float, float> five_steady_steps(const train::parameter_store& store, t
 } // namespace
 
 TEST_CASE("the weight-decay groups are OpenCLIP's (train_step.json lists them)") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::safetensors io = clip::safetensors::open(*dir / "train_step.safetensors");
     prefixed_source source(io, "param.");
@@ -164,7 +158,7 @@ TEST_CASE("the weight-decay groups are OpenCLIP's (train_step.json lists them)")
 }
 
 TEST_CASE("two OpenCLIP training steps match PyTorch: loss, features, logits, every gradient, AdamW") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::safetensors io = clip::safetensors::open(*dir / "train_step.safetensors");
     prefixed_source source(io, "param.");
@@ -206,7 +200,7 @@ TEST_CASE("two OpenCLIP training steps match PyTorch: loss, features, logits, ev
 }
 
 TEST_CASE("AdamW on PyTorch's stored gradients reproduces param_after and param_after2 to 1e-6") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::safetensors io = clip::safetensors::open(*dir / "train_step.safetensors");
     prefixed_source source(io, "param.");
@@ -225,7 +219,7 @@ TEST_CASE("AdamW on PyTorch's stored gradients reproduces param_after and param_
 }
 
 TEST_CASE("the trainable towers give the inference model's features") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::safetensors io = clip::safetensors::open(*dir / "train_step.safetensors");
     prefixed_source source(io, "param.");
@@ -353,7 +347,7 @@ TEST_CASE("a ResNet CLIP trains: no allocation or plan in steady state, the loss
 }
 
 TEST_CASE("in eval mode a ResNet clip_model reproduces the PyTorch fixture's features and logits") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const train::parameter_store store = train::parameter_store::load(*dir / "resnet.safetensors");
     const clip::safetensors io = clip::safetensors::open(*dir / "resnet_io.safetensors");

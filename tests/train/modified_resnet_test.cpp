@@ -17,12 +17,6 @@ namespace train = clip::train;
 
 namespace {
 
-std::optional<std::filesystem::path> fixtures() {
-    auto dir = clip::test::reference_dir();
-    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-    return dir;
-}
-
 /// A [N, H, W, C] activation as the fixture's [N, C, H, W].
 tensor as_nchw(const tensor& nhwc) { return nhwc.permute({0, 3, 1, 2}); }
 
@@ -117,7 +111,7 @@ std::vector<std::string> tower_parameters(bool training) {
 } // namespace
 
 TEST_CASE("eval mode reproduces the PyTorch ResNet fixture: features and every intermediate") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     train::parameter_store store = train::parameter_store::load(*dir / "resnet.safetensors");
     const clip::safetensors io = clip::safetensors::open(*dir / "resnet_io.safetensors");

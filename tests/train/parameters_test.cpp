@@ -22,12 +22,6 @@ clip::clip_config tiny() {
     return c;
 }
 
-std::optional<std::filesystem::path> fixtures() {
-    auto dir = clip::test::reference_dir();
-    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-    return dir;
-}
-
 } // namespace
 
 TEST_CASE("a store holds the inference model's parameters, in two aligned blocks") {
@@ -127,7 +121,7 @@ TEST_CASE("a random ResNet: only the Bottlenecks' bn3 start at 0, so the feature
 }
 
 TEST_CASE("the ResNet fixture is copied whole: parameters and buffers") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const train::parameter_store store = train::parameter_store::load(*dir / "resnet.safetensors");
     CHECK(store.numel() == 466013); // models.json: n_parameters
@@ -143,7 +137,7 @@ TEST_CASE("the ResNet fixture is copied whole: parameters and buffers") {
 }
 
 TEST_CASE("checkpoints are copied, in the OpenAI and the Hugging Face naming") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const train::parameter_store openai = train::parameter_store::load(*dir / "vit.safetensors");
     const train::parameter_store hf = train::parameter_store::load(*dir / "vit_hf.safetensors");

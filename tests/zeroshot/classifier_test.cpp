@@ -11,12 +11,6 @@ using clip::test::error_message;
 
 namespace {
 
-std::optional<std::filesystem::path> fixtures() {
-    auto dir = clip::test::reference_dir();
-    if (!dir) MESSAGE("skipped: the reference fixtures (../shared/reference, or CLIP_REFERENCE_DIR) are not present");
-    return dir;
-}
-
 const std::vector<std::string> captions = {"a photo of a cat", "a rocket on a launch pad at night",
                                            "a black and white photo of a man with a camera",
                                            "an astronaut in an orange suit", "a cup of coffee"};
@@ -36,7 +30,7 @@ std::vector<double> softmax_rows(const std::vector<float>& x, std::size_t column
 } // namespace
 
 TEST_CASE("captions as labels with the template {} give the reference CLIP.forward probabilities") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "e2e.safetensors");
     const clip::tokenizer tokenizer = clip::tokenizer::load(*dir / "bpe_simple_vocab_16e6.txt.gz");
@@ -70,7 +64,7 @@ TEST_CASE("captions as labels with the template {} give the reference CLIP.forwa
 }
 
 TEST_CASE("templates are ensembled: normalise each, average, normalise") {
-    const auto dir = fixtures();
+    const auto dir = clip::test::fixtures();
     if (!dir) return;
     const clip::model model = clip::model::load(*dir / "e2e.safetensors");
     const clip::tokenizer tokenizer = clip::tokenizer::load(*dir / "bpe_simple_vocab_16e6.txt.gz");
