@@ -39,18 +39,21 @@ struct token_embedding {
                                    "token_embedding: ids must be i32 or i64, got ", ids.dtype());
         const std::int64_t M = ids.size(0), T = ids.size(1);
         const tensor& index = detail::reuse(c.ids, ids.shape(), dtype::i64, weight.device());
-        index.copy_from(ids.to(weight.device()));
 #if defined(CLIP_WITH_CUDA)
         if (detail::on_gpu(weight)) {
-            const std::vector<std::int64_t> host = index.to_vector<std::int64_t>();
-            for (std::size_t i = 0; i < host.size(); ++i)
-                detail::check<index_error>(host[i] >= 0 && host[i] < V, "token_embedding: id ", host[i], " at position ", i,
+            // Checked on the host, then one upload.
+            const tensor host = ids.to(device::cpu()).to(dtype::i64).contiguous();
+            const std::int64_t* id = host.data<std::int64_t>();
+            for (std::int64_t i = 0; i < host.numel(); ++i)
+                detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,
                                            " is outside the table of ", V, " rows");
+            detail::copy_between(index, host);
             const tensor& x = detail::reuse(c.output, {M, T, W}, weight);
             detail::cuda::embed_tokens(weight, index, positional, x);
             return x;
         }
 #endif
+        index.copy_from(ids.to(weight.device()));
         const std::int64_t* id = index.data<std::int64_t>();
         for (std::int64_t i = 0; i < index.numel(); ++i)
             detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,

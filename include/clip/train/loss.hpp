@@ -85,7 +85,7 @@ struct clip_loss {
         // On a GPU only the products run there: the N² softmax terms are small next to the
         // towers, and the loss comes back to the host anyway.
         const tensor& L = detail::on_gpu(image) ? detail::reuse(c.host_logits, {N, N}) : L_device;
-        if (detail::on_gpu(image)) L.copy_from(L_device.to(device::cpu()));
+        if (detail::on_gpu(image)) detail::copy_between(L, L_device);
         const tensor& Lt = detail::reuse(c.transposed, {N, N});
         Lt.copy_from(L.t());
         c.row_lse.resize(static_cast<std::size_t>(N));

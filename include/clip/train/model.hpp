@@ -143,6 +143,7 @@ public:
                                    "clip_model: ", images.ndim() == 4 ? images.size(0) : -1, " images and ",
                                    ids.ndim() == 2 ? ids.size(0) : -1, " texts: a batch needs one text per image (images ",
                                    images.shape(), ", ids ", ids.shape(), ")");
+        refresh_half_weights();
         const auto [i, t] = encode(images, ids);
         return loss_forward(i, t);
     }
@@ -168,6 +169,7 @@ public:
                                    "clip_model: a batch needs one text per image (images ", images.shape(), ", ids ", ids.shape(), ")");
         const std::int64_t n = images.size(0);
         detail::check(micro_batches >= 1 && micro_batches <= n, "clip_model: ", micro_batches, " micro-batches for a batch of ", n);
+        refresh_half_weights();
         const auto part = [&](std::int64_t p) { return std::pair{n * p / micro_batches, n * (p + 1) / micro_batches}; };
         const std::int64_t E = store_->config().embed_dim;
         const tensor& step_i = detail::reuse(step_image_, {n, E}, dtype::f32, store_->device());
@@ -207,10 +209,14 @@ private:
     /// The span of a contiguous f32 tensor.
     static std::span<float> floats(const tensor& t) { return {t.data<float>(), static_cast<std::size_t>(t.numel())}; }
 
+    /// This step's weights in bf16 (mixed precision), once per forward.
+    void refresh_half_weights() {
+        if (half_values_.defined()) half_values_.copy_from(store_->value_block());
+    }
+
     /// images [N, 3, R, R], ids [N, ctx] -> the normalised features i, t [N, E] (the
     /// normalisation caches' outputs, valid until the next call).
     std::pair<tensor, tensor> encode(const tensor& images, const tensor& ids) {
-        if (half_values_.defined()) half_values_.copy_from(store_->value_block()); // this step's weights in bf16
         if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
             world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
             world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
