@@ -186,12 +186,13 @@ CLIP_AVX512 inline __m512 activate16(__m512 v, activation act) {
     }
 }
 
-/// One R×32 tile over kc k-steps. First: start from zero, else from `partial` (R rows of 32).
+/// One R×32 tile over kc k-steps, prefetching into L2 one line at `prefetch` + k · prefetch_step
+/// per step. First: start from zero, else from `partial` (R rows of 32).
 /// Final: apply the epilogue and store the first `cols` columns to y, else store to `partial`.
 template <int R, bool First, bool Final>
 CLIP_AVX512 inline void tile(std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
-                             const float* prefetch, float* partial, float* y, std::int64_t y_stride,
-                             std::int64_t cols, const epilogue& e) {
+                             const float* prefetch, std::int64_t prefetch_step, float* partial, float* y,
+                             std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
     __m512 acc[R][2];
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i)
@@ -200,7 +201,7 @@ CLIP_AVX512 inline void tile(std::int64_t kc, const float* x, std::int64_t x_str
             acc[i][v] = First ? _mm512_setzero_ps() : _mm512_loadu_ps(partial + i * panel_width + v * 16);
     for (std::int64_t k = 0; k < kc; ++k) {
         const __m512 w0 = _mm512_loadu_ps(w + k * panel_width), w1 = _mm512_loadu_ps(w + k * panel_width + 16);
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * 16), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + k * prefetch_step), _MM_HINT_T1);
 #pragma GCC unroll 16
         for (int i = 0; i < R; ++i) {
             const __m512 xi = _mm512_set1_ps(x[i * x_stride + k]);
@@ -259,14 +260,15 @@ inline simd load_first(const float* p, std::int64_t n) noexcept {
 /// One R × width tile over kc k-steps; First and Final as in the AVX-512 tile.
 template <int R, bool First, bool Final>
 inline void tile(std::int64_t kc, const float* x, std::int64_t x_stride, const float* w, const float* prefetch,
-                 float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+                 std::int64_t prefetch_step, float* partial, float* y, std::int64_t y_stride, std::int64_t cols,
+                 const epilogue& e) {
     simd acc[R][2];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < 2; ++v)
             acc[i][v] = First ? simd(0.0f) : simd::load_unaligned(partial + i * width + v * simd_width);
     for (std::int64_t k = 0; k < kc; ++k) {
         const simd w0 = simd::load_unaligned(w + k * width), w1 = simd::load_unaligned(w + k * width + simd_width);
-        __builtin_prefetch(prefetch + k * (width / 2), 0, 2); // into L2, as _MM_HINT_T1
+        __builtin_prefetch(prefetch + k * prefetch_step, 0, 2); // into L2, as _MM_HINT_T1
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
             const simd xi(x[i * x_stride + k]);
@@ -304,8 +306,8 @@ enum class kernel { avx512, portable };
 template <kernel K>
 inline constexpr std::int64_t width_of = K == kernel::avx512 ? panel_width : portable_kernel::width;
 
-using tile_fn = void (*)(std::int64_t, const float*, std::int64_t, const float*, const float*, float*, float*,
-                        std::int64_t, std::int64_t, const epilogue&);
+using tile_fn = void (*)(std::int64_t, const float*, std::int64_t, const float*, const float*, std::int64_t, float*,
+                        float*, std::int64_t, std::int64_t, const epilogue&);
 
 /// The kernel's tiles of 1 … tile_rows rows.
 template <kernel K, bool First, bool Final, int... R>
@@ -317,9 +319,11 @@ constexpr auto tiles(std::integer_sequence<int, R...>) {
         return std::array<tile_fn, sizeof...(R)>{&portable_kernel::tile<R + 1, First, Final>...};
 }
 
-/// All m rows of one panel for one chunk of kc k-steps; tiles 0 and 1 each prefetch half of the
-/// chunk that follows in memory (the next chunk of this panel, or the next panel's first), the
-/// later ones its start again.
+/// All m rows of one panel for one chunk of kc k-steps. The leading tiles each prefetch one part of
+/// the chunk that follows in memory (the next chunk of this panel, or the next panel's first), the
+/// later ones its start again (in L2 by then). Quarters when there are four tiles or more, so the
+/// reads from memory spread over most of the chunk's time rather than its first two tiles: at one
+/// image (five tiles) ViT-B/32 ran 1.08x faster than with halves (40 alternated calls).
 template <kernel K, bool First, bool Final>
 inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
                        float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e) {
@@ -327,11 +331,13 @@ inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int
     constexpr int rows = K == kernel::avx512 ? tile_rows : portable_kernel::tile_rows;
     static constexpr auto by_rows = tiles<K, First, Final>(std::make_integer_sequence<int, rows>{});
     const float* next = w + kc * width;
-    const std::int64_t slice = kc * width / 2;
+    const std::int64_t tiles = (m + rows - 1) / rows;
+    const std::int64_t parts = tiles >= 4 ? 4 : 2;
+    const std::int64_t step = width / parts, slice = kc * step;
     for (std::int64_t i = 0, t = 0; i < m; ++t) {
         const std::int64_t r = std::min<std::int64_t>(m - i, rows);
-        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t < 2 ? t * slice : 0),
-                                                 partial + i * width, y + i * y_stride, y_stride, cols, e);
+        by_rows[static_cast<std::size_t>(r - 1)](kc, x + i * x_stride, x_stride, w, next + (t < parts ? t * slice : 0),
+                                                 step, partial + i * width, y + i * y_stride, y_stride, cols, e);
         if (e.residual) e.residual += r * e.residual_stride;
         i += r;
     }
