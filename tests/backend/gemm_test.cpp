@@ -98,6 +98,24 @@ TEST_CASE("the product matches double precision across tiles, chunks, panels and
     }
 }
 
+TEST_CASE("threads in pairs that meet in the middle cover every panel once, at any team size") {
+    const int saved = clip::num_threads();
+    for (const kernel which : kernels()) {
+        const use_kernel use(which);
+        for (const std::int64_t n : {std::int64_t{64}, std::int64_t{229}})
+            for (const int threads : {1, 2, 3, 4, 5}) {
+                INFO("kernel " << name_of(which) << ", N " << n << ", threads " << threads);
+                clip::set_num_threads(threads);
+                const tensor x = clip::rand_normal({50, 385}, 1), w = clip::rand_normal({n, 385}, 2);
+                const matmul_options o{.bias = clip::rand_normal({n}, 3), .act = activation::quick_gelu,
+                                       .residual = clip::rand_normal({50, n}, 4)};
+                const clip::packed_weights packed(w.t());
+                clip::test::check_close(clip::matmul(x, packed, o), expected(x, w, o), 4e-6 * std::sqrt(385.0));
+            }
+    }
+    clip::set_num_threads(saved);
+}
+
 TEST_CASE("QuickGELU in the epilogue saturates like the reference at large magnitudes") {
     for (const kernel which : kernels()) {
         const use_kernel use(which);

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -326,11 +327,12 @@ constexpr auto tiles(std::integer_sequence<int, R...>) {
 /// image (five tiles) ViT-B/32 ran 1.08x faster than with halves (40 alternated calls).
 template <kernel K, bool First, bool Final>
 inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int64_t x_stride, const float* w,
-                       float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e) {
+                       float* partial, float* y, std::int64_t y_stride, std::int64_t cols, epilogue e,
+                       const float* next = nullptr) {
     constexpr std::int64_t width = width_of<K>;
     constexpr int rows = K == kernel::avx512 ? tile_rows : portable_kernel::tile_rows;
     static constexpr auto by_rows = tiles<K, First, Final>(std::make_integer_sequence<int, rows>{});
-    const float* next = w + kc * width;
+    if (!next) next = w + kc * width;
     const std::int64_t tiles = (m + rows - 1) / rows;
     const std::int64_t parts = tiles >= 4 ? 4 : 2;
     const std::int64_t step = width / parts, slice = kc * step;
@@ -344,19 +346,22 @@ inline void panel_rows(std::int64_t m, std::int64_t kc, const float* x, std::int
 }
 
 /// One block of rows of one panel over all of K, chunk by chunk; `w` is the panel, [K][width].
+/// The last chunk prefetches `after` (null: what follows the panel in memory).
 template <kernel K>
 inline void panel_block(std::int64_t rows, std::int64_t k, const float* x, std::int64_t x_stride, const float* w,
-                        float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e) {
+                        float* partial, float* y, std::int64_t y_stride, std::int64_t cols, const epilogue& e,
+                        const float* after = nullptr) {
     constexpr std::int64_t width = width_of<K>;
     for (std::int64_t k0 = 0; k0 < k; k0 += k_chunk) {
         const std::int64_t kc = std::min(k_chunk, k - k0);
         const bool first = k0 == 0, final = k0 + kc == k;
         const float* xs = x + k0;
         const float* wc = w + k0 * width;
-        if (first && final) panel_rows<K, true, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
-        else if (first) panel_rows<K, true, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
-        else if (final) panel_rows<K, false, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
-        else panel_rows<K, false, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e);
+        const float* next = final ? after : nullptr;
+        if (first && final) panel_rows<K, true, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e, next);
+        else if (first) panel_rows<K, true, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e, next);
+        else if (final) panel_rows<K, false, true>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e, next);
+        else panel_rows<K, false, false>(rows, kc, xs, x_stride, wc, partial, y, y_stride, cols, e, next);
     }
 }
 
@@ -482,9 +487,50 @@ inline void split_panels(std::int64_t count, std::int64_t m, std::int64_t k, std
     }
 }
 
+/// Panels [0, count) of a product of at most m_chunk rows on `threads` threads, in pairs that meet
+/// in the middle: the panels are split between the pairs by their threads, and within a pair one
+/// thread takes panels upward from the first, the other downward from the last, one at a time
+/// against a shared count. So a thread the machine slows does fewer panels, while each still reads
+/// its weights in order and prefetches the panel it takes next. ViT-B/32 at one image on 2
+/// threads: 1.02x against the even split (4 runs of 40 alternated calls, medians 1.008-1.059).
+template <kernel K>
+inline void meet_in_middle(int threads, std::int64_t count, std::int64_t m, std::int64_t k, std::int64_t n,
+                           const float* x, std::int64_t x_stride, const float* packed, float* y, const epilogue& e) {
+    constexpr std::int64_t width = width_of<K>;
+    std::vector<std::atomic<std::int64_t>> left(static_cast<std::size_t>((threads + 1) / 2));
+#pragma omp parallel num_threads(threads)
+    {
+        const int team = omp_get_num_threads(); // may be fewer than asked for
+        const auto start = [&](int pair) { return count * std::min(2 * pair, team) / team; };
+#pragma omp single
+        for (int pair = 0; pair < (team + 1) / 2; ++pair) left[static_cast<std::size_t>(pair)] = start(pair + 1) - start(pair);
+        thread_local std::vector<float> scratch;
+        scratch.resize(static_cast<std::size_t>(m * width));
+        const int t = omp_get_thread_num(), pair = t / 2;
+        const bool up = t % 2 == 0;
+        const std::int64_t first = start(pair), last = start(pair + 1) - 1;
+        for (std::int64_t i = 0; left[static_cast<std::size_t>(pair)].fetch_sub(1, std::memory_order_relaxed) > 0; ++i) {
+            const std::int64_t p = up ? first + i : last - i, col = p * width;
+            const std::int64_t then = up ? std::min(p + 1, count - 1) : std::max(p - 1, first);
+            epilogue pe = e;
+            if (pe.bias) pe.bias += col;
+            if (pe.residual) pe.residual += col;
+            panel_block<K>(m, k, x, x_stride, packed + p * k * width, scratch.data(), y + col, n,
+                           std::min(width, n - col), pe, packed + then * k * width);
+        }
+        if (e.stream) stream_fence();
+    }
+}
+
 template <kernel K>
 inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
                 const float* w, float* y, const epilogue& e) {
+    const std::int64_t count = (n + width_of<K> - 1) / width_of<K>;
+    const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), count));
+    if (m <= m_chunk && threads >= 2 && !omp_in_parallel() && m * n * k >= (1 << 18)) {
+        meet_in_middle<K>(threads, count, m, k, n, x, x_stride, w, y, e);
+        return;
+    }
     split_panels((n + width_of<K> - 1) / width_of<K>, m, k, n, [&](std::int64_t first, std::int64_t last) {
         panels<K>(first, last, m, k, n, x, x_stride, w, y, n, e);
     });
