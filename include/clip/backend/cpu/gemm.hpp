@@ -533,7 +533,7 @@ inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, 
         meet_in_middle<K>(threads, count, m, k, n, x, x_stride, w, y, e);
         return;
     }
-    split_panels((n + width_of<K> - 1) / width_of<K>, m, k, n, [&](std::int64_t first, std::int64_t last) {
+    split_panels(count, m, k, n, [&](std::int64_t first, std::int64_t last) {
         panels<K>(first, last, m, k, n, x, x_stride, w, y, n, e);
     });
 }
