@@ -30,6 +30,13 @@ struct token_embedding {
         return {e.value, e.grad, p.value, p.grad};
     }
 
+    /// Every one of the n host ids in [0, V), else an index_error naming the first that is not.
+    static void check_ids(const std::int64_t* id, std::int64_t n, std::int64_t V) {
+        for (std::int64_t i = 0; i < n; ++i)
+            detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,
+                                       " is outside the table of ", V, " rows");
+    }
+
     /// ids [M, T] (i32 or i64, T ≤ ctx: the first T positions) -> x [M, T, W], kept in `c.output`.
     const tensor& forward(const tensor& ids, cache& c) const {
         const std::int64_t V = weight.size(0), W = weight.size(1), ctx = positional.size(0);
@@ -43,10 +50,7 @@ struct token_embedding {
         if (detail::on_gpu(weight)) {
             // Checked on the host, then one upload.
             const tensor host = ids.to(device::cpu()).to(dtype::i64).contiguous();
-            const std::int64_t* id = host.data<std::int64_t>();
-            for (std::int64_t i = 0; i < host.numel(); ++i)
-                detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,
-                                           " is outside the table of ", V, " rows");
+            check_ids(host.data<std::int64_t>(), host.numel(), V);
             detail::copy_between(index, host);
             const tensor& x = detail::reuse(c.output, {M, T, W}, weight);
             detail::cuda::embed_tokens(weight, index, positional, x);
@@ -55,9 +59,7 @@ struct token_embedding {
 #endif
         index.copy_from(ids.to(weight.device()));
         const std::int64_t* id = index.data<std::int64_t>();
-        for (std::int64_t i = 0; i < index.numel(); ++i)
-            detail::check<index_error>(id[i] >= 0 && id[i] < V, "token_embedding: id ", id[i], " at position ", i,
-                                       " is outside the table of ", V, " rows");
+        check_ids(id, index.numel(), V);
         const tensor& x = detail::reuse(c.output, {M, T, W});
         const float* table = weight.data<float>();
         const float* pos = positional.data<float>();

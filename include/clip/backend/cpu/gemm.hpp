@@ -123,6 +123,13 @@ struct epilogue {
     bool stream = false;             // whole panels of y with non-temporal stores (y 64-byte aligned)
 };
 
+/// The epilogue of the output block starting at row `row`, column `col`.
+inline epilogue at(epilogue e, std::int64_t row, std::int64_t col) noexcept {
+    if (e.bias) e.bias += col;
+    if (e.residual) e.residual += row * e.residual_stride + col;
+    return e;
+}
+
 /// Whether the m × n output at y is written with non-temporal stores. Rows a multiple of 4 KB
 /// apart put a tile's ten output rows in one L1 set, where their write-allocations evicted the
 /// weights (c_fc's 3072 columns at 2464 rows: 450 GFLOP/s, against 500 at 3040 or 3104).
@@ -381,9 +388,7 @@ inline void panels(std::int64_t first, std::int64_t last, std::int64_t m, std::i
         const std::int64_t rows = std::min(m_chunk, m - m0);
         for (std::int64_t p = first; p < last; ++p) {
             const std::int64_t col = p * width;
-            epilogue pe = e;
-            if (pe.bias) pe.bias += col;
-            if (pe.residual) pe.residual += m0 * e.residual_stride + col;
+            const epilogue pe = at(e, m0, col);
             panel_block<K>(rows, k, x + m0 * x_stride, x_stride, packed + p * k * width, scratch.data(),
                            y + m0 * y_stride + col, y_stride, std::min(width, n - col), pe);
         }
@@ -428,9 +433,7 @@ inline void panels_unpacked(std::int64_t first, std::int64_t last, std::int64_t 
         pack_panel(b, b_stride, k, n, col, width, panel.data());
         for (std::int64_t m0 = 0; m0 < m; m0 += m_chunk) {
             const std::int64_t rows = std::min(m_chunk, m - m0);
-            epilogue pe = e;
-            if (pe.bias) pe.bias += col;
-            if (pe.residual) pe.residual += m0 * e.residual_stride + col;
+            const epilogue pe = at(e, m0, col);
             panel_block<K>(rows, k, x + m0 * x_stride, x_stride, panel.data(), scratch.data(), y + m0 * y_stride + col,
                            y_stride, cols, pe);
         }
@@ -470,14 +473,17 @@ inline std::optional<kernel> chosen() noexcept {
     return std::nullopt;
 }
 
+/// The threads for the `count` panels of an m × n × k product: one inside a parallel region or
+/// for a product too small to be worth waking another, else up to one per panel.
+inline int panel_threads(std::int64_t count, std::int64_t m, std::int64_t k, std::int64_t n) {
+    return omp_in_parallel() || m * n * k < (1 << 18) ? 1 : static_cast<int>(std::min<std::int64_t>(num_threads(), count));
+}
+
 /// Splits the `count` panels of an m × n × k product between the threads; `share(first, last)`
 /// computes one thread's run of panels.
 template <class Share>
 inline void split_panels(std::int64_t count, std::int64_t m, std::int64_t k, std::int64_t n, Share&& share) {
-    const std::int64_t work = m * n * k;
-    const int threads = omp_in_parallel() || work < (1 << 18)
-                            ? 1
-                            : static_cast<int>(std::min<std::int64_t>(num_threads(), count));
+    const int threads = panel_threads(count, m, k, n);
     if (threads == 1) {
         share(std::int64_t{0}, count);
         return;
@@ -495,11 +501,13 @@ inline void split_panels(std::int64_t count, std::int64_t m, std::int64_t k, std
 /// against a shared count. So a thread the machine slows does fewer panels, while each still reads
 /// its weights in order and prefetches the panel it takes next. ViT-B/32 at one image on 2
 /// threads: 1.02x against the even split (4 runs of 40 alternated calls, medians 1.008-1.059).
+inline constexpr int max_pairs = 64; // more threads than 2 · max_pairs split panels evenly
+
 template <kernel K>
 inline void meet_in_middle(int threads, std::int64_t count, std::int64_t m, std::int64_t k, std::int64_t n,
                            const float* x, std::int64_t x_stride, const float* packed, float* y, const epilogue& e) {
     constexpr std::int64_t width = width_of<K>;
-    std::vector<std::atomic<std::int64_t>> left(static_cast<std::size_t>((threads + 1) / 2));
+    std::array<std::atomic<std::int64_t>, max_pairs> left; // on the stack: no allocation per product
 #pragma omp parallel num_threads(threads)
     {
         const int team = omp_get_num_threads(); // may be fewer than asked for
@@ -514,11 +522,8 @@ inline void meet_in_middle(int threads, std::int64_t count, std::int64_t m, std:
         for (std::int64_t i = 0; left[static_cast<std::size_t>(pair)].fetch_sub(1, std::memory_order_relaxed) > 0; ++i) {
             const std::int64_t p = up ? first + i : last - i, col = p * width;
             const std::int64_t then = up ? std::min(p + 1, count - 1) : std::max(p - 1, first);
-            epilogue pe = e;
-            if (pe.bias) pe.bias += col;
-            if (pe.residual) pe.residual += col;
             panel_block<K>(m, k, x, x_stride, packed + p * k * width, scratch.data(), y + col, n,
-                           std::min(width, n - col), pe, packed + then * k * width);
+                           std::min(width, n - col), at(e, 0, col), packed + then * k * width);
         }
         if (e.stream) stream_fence();
     }
@@ -528,8 +533,8 @@ template <kernel K>
 inline void run(std::int64_t m, std::int64_t k, std::int64_t n, const float* x, std::int64_t x_stride,
                 const float* w, float* y, const epilogue& e) {
     const std::int64_t count = (n + width_of<K> - 1) / width_of<K>;
-    const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), count));
-    if (m <= m_chunk && threads >= 2 && !omp_in_parallel() && m * n * k >= (1 << 18)) {
+    const int threads = panel_threads(count, m, k, n);
+    if (m <= m_chunk && threads >= 2 && threads <= 2 * max_pairs) {
         meet_in_middle<K>(threads, count, m, k, n, x, x_stride, w, y, e);
         return;
     }
