@@ -114,7 +114,8 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
         ->capture_default_str()
         ->check(at_least(1));
     cmd->add_option("--grad-clip-norm", o.grad_clip_norm, "Clip the gradients' global norm to this (0: off)")->capture_default_str();
-    cmd->add_option("--device", o.device, "Where the model trains: cpu, or cuda / cuda:N (a ViT with the clip loss, one process)")
+    cmd->add_option("--device", o.device,
+                    "Where the model trains: cpu, or cuda / cuda:N (a ViT); over several ranks `cuda` is each rank's local GPU")
         ->capture_default_str();
     cmd->add_option("--precision", o.precision, "fp32, or amp_bf16: bf16 products with f32 weights, gradients and optimiser (GPU)")
         ->capture_default_str()
@@ -256,6 +257,16 @@ inline void write_prediction_grid(const std::filesystem::path& file, const clip:
 }
 
 /// The settings a resumed run must share with the saved one to continue identically.
+/// --device as a rank trains on it: `cuda` over several ranks is the GPU of the rank's index on
+/// its node (the launcher's local rank, as torchrun's LOCAL_RANK picks it); `cuda:N` is that GPU.
+inline clip::device training_device(const std::string& option, const clip::dist::communicator& world) {
+    const clip::device where = parse_device(option);
+    if (option != "cuda" || world.size() == 1) return where;
+    for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"})
+        if (const char* v = std::getenv(name)) return clip::device::cuda(std::atoi(v));
+    return where;
+}
+
 inline std::string run_settings(const train_options& o, std::int64_t total_steps, int world_size) {
     nlohmann::ordered_json j = {{"dataset_type", o.dataset_type}, {"train_data", o.train_data},
                                 {"train_num_samples", o.train_num_samples}, {"batch_size", o.batch_size},
@@ -319,11 +330,16 @@ inline void run_train(const train_options& o) {
         }
         store = std::make_unique<clip::train::parameter_store>(clip::train::parameter_store::random(c, o.seed, objective));
     }
-    const clip::device where = parse_device(o.device);
-    if (where.is_cuda()) {
-        if (world->size() > 1) throw clip::error(message("train: --device ", o.device, " trains in one process, not over ", world->size(), " ranks"));
-        store = std::make_unique<clip::train::parameter_store>(store->to(where));
+    if (world->size() > 1) {
+        // Every rank starts from rank 0's parameters and statistics (DDP's broadcast at start).
+        const auto bytes = [](const clip::tensor& t) {
+            return std::span<std::byte>(static_cast<std::byte*>(t.data_ptr()), t.defined() ? t.nbytes() : 0);
+        };
+        for (const clip::tensor* t : {&store->value_block(), &store->buffer_block(), &store->counter_block()})
+            if (t->defined()) world->broadcast(bytes(*t), 0);
     }
+    const clip::device where = detail::training_device(o.device, *world);
+    if (where.is_cuda()) store = std::make_unique<clip::train::parameter_store>(store->to(where));
     const clip::clip_config& config = store->config();
 
     std::shared_ptr<const clip::dataset> data;
@@ -407,15 +423,7 @@ inline void run_train(const train_options& o) {
     }
     clip::train::clip_model model(*store);
     if (o.precision == "amp_bf16") model.set_precision(clip::dtype::bf16);
-    if (world->size() > 1) {
-        // Every rank starts from rank 0's parameters and statistics (DDP's broadcast at start).
-        const auto bytes = [](const clip::tensor& t) {
-            return std::span<std::byte>(static_cast<std::byte*>(t.data_ptr()), t.defined() ? t.nbytes() : 0);
-        };
-        for (const clip::tensor* t : {&store->value_block(), &store->buffer_block(), &store->counter_block()})
-            if (t->defined()) world->broadcast(bytes(*t), 0);
-        model.set_world(*world, {.local_loss = o.local_loss, .gather_with_grad = o.gather_with_grad});
-    }
+    if (world->size() > 1) model.set_world(*world, {.local_loss = o.local_loss, .gather_with_grad = o.gather_with_grad});
     auto window_start = clock::now();
     std::int64_t window_samples = 0, skipped = 0;
     double loss_sum = 0;

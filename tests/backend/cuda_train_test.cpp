@@ -1,10 +1,15 @@
 // Tests for clip/backend/cuda/train.hpp: training on a GPU. The PyTorch training step of the
 // reference fixtures reproduced on the GPU (loss, features, logits, every gradient, AdamW, two
-// steps); a larger random model with several heads trained side by side on the GPU and the CPU;
-// gradient accumulation; the errors for what runs on the CPU only. Without a device the cases
+// steps); a larger random model with several heads trained side by side on the GPU and the CPU,
+// with ClipLoss and SigLIP; gradient accumulation; two ranks on one GPU over a host
+// communicator against one CPU process; the errors for what runs on the CPU only. Without a device the cases
 // say so; the kernel sources are still compiled with NVRTC, which needs no GPU.
 #include "../support.hpp"
 
+#include <map>
+#include <thread>
+
+#include "../dist/thread_world.hpp"
 #include "clip/train/adamw.hpp"
 #include "clip/train/grad_clip.hpp"
 #include "clip/train/model.hpp"
@@ -188,39 +193,42 @@ TEST_CASE("two OpenCLIP training steps on the GPU match PyTorch: loss, features,
     }
 }
 
-TEST_CASE("a model with several heads trains the same on the GPU and the CPU, step after step") {
+TEST_CASE("a model with several heads trains the same on the GPU and the CPU, step after step, with either loss") {
     if (!have_gpu()) return;
     const clip::clip_config c = multi_head_config();
-    const train::parameter_store on_cpu = train::parameter_store::random(c, 7);
-    const train::parameter_store on_gpu = on_cpu.to(gpu);
-    train::clip_model cpu_model(on_cpu), gpu_model(on_gpu);
-    const train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
-    train::adamw cpu_optimizer(on_cpu, options), gpu_optimizer(on_gpu, options);
-    const tensor images = clip::rand_normal({6, 3, 32, 32}, 3);
-    const tensor ids = caption_ids(6, c.text.vocab_size, 4);
-    for (int step = 1; step <= 3; ++step) {
-        INFO("step " << step);
-        const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
-        const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids.to(gpu), true);
-        CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
-        check_close("logits", gpu_model.logits(), cpu_model.logits(), 1e-5, 1.0);
-        check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
-        const double cpu_norm = train::clip_grad_norm(on_cpu, 1.0), gpu_norm = train::clip_grad_norm(on_gpu, 1.0);
-        CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-5 * cpu_norm);
-        check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
-        // AdamW from the same gradients: its first steps move a parameter by about ±lr whatever the
-        // gradient's size, so a gradient within rounding of zero could step either way.
-        clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
-        cpu_optimizer.step();
-        gpu_optimizer.step();
-        train::clamp_logit_scale(on_cpu);
-        train::clamp_logit_scale(on_gpu);
-        for (const train::parameter& p : on_gpu.parameters())
-            check_close(p.name + " after the step", p.value, on_cpu.at(p.name).value, 1e-6, 1.0);
+    for (const train::objective kind : {train::objective::clip, train::objective::siglip}) {
+        INFO((kind == train::objective::siglip ? "SigLIP" : "ClipLoss"));
+        const train::parameter_store on_cpu = train::parameter_store::random(c, 7, kind);
+        const train::parameter_store on_gpu = on_cpu.to(gpu);
+        train::clip_model cpu_model(on_cpu), gpu_model(on_gpu);
+        const train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
+        train::adamw cpu_optimizer(on_cpu, options), gpu_optimizer(on_gpu, options);
+        const tensor images = clip::rand_normal({6, 3, 32, 32}, 3);
+        const tensor ids = caption_ids(6, c.text.vocab_size, 4);
+        for (int step = 1; step <= 3; ++step) {
+            INFO("step " << step);
+            const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
+            const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids.to(gpu), true);
+            CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
+            check_close("logits", gpu_model.logits(), cpu_model.logits(), 1e-5, 1.0);
+            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
+            const double cpu_norm = train::clip_grad_norm(on_cpu, 1.0), gpu_norm = train::clip_grad_norm(on_gpu, 1.0);
+            CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-5 * cpu_norm);
+            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
+            // AdamW from the same gradients: its first steps move a parameter by about ±lr whatever the
+            // gradient's size, so a gradient within rounding of zero could step either way.
+            clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
+            cpu_optimizer.step();
+            gpu_optimizer.step();
+            train::clamp_logit_scale(on_cpu);
+            train::clamp_logit_scale(on_gpu);
+            for (const train::parameter& p : on_gpu.parameters())
+                check_close(p.name + " after the step", p.value, on_cpu.at(p.name).value, 1e-6, 1.0);
+        }
+        // The key bias cannot change the loss: its gradient stays exactly zero on the GPU too.
+        const std::vector<float> key_bias = on_gpu.at("transformer.resblocks.0.attn.in_proj_bias").grad.slice(0, 128, 256).to_vector<float>();
+        CHECK(std::all_of(key_bias.begin(), key_bias.end(), [](float g) { return g == 0.0f; }));
     }
-    // The key bias cannot change the loss: its gradient stays exactly zero on the GPU too.
-    const std::vector<float> key_bias = on_gpu.at("transformer.resblocks.0.attn.in_proj_bias").grad.slice(0, 128, 256).to_vector<float>();
-    CHECK(std::all_of(key_bias.begin(), key_bias.end(), [](float g) { return g == 0.0f; }));
 }
 
 TEST_CASE("bf16 mixed precision: gradients within bf16's rounding of the f32 step, and it trains as f32 does") {
@@ -292,12 +300,67 @@ TEST_CASE("gradient accumulation on the GPU gives the whole batch's loss and gra
     check_gradients(parts, [&](const std::string& name) { return whole.at(name).grad; }, 1e-4);
 }
 
+TEST_CASE("two ranks on one GPU over a host communicator give one CPU process's gradients of the whole batch") {
+    if (!have_gpu()) return;
+    const clip::clip_config c = multi_head_config();
+    const tensor images = clip::rand_normal({6, 3, 32, 32}, 21);
+    const tensor ids = caption_ids(6, c.text.vocab_size, 22);
+    struct variant {
+        const char* name;
+        train::objective kind;
+        train::world_options world;
+        std::int64_t micro_batches;
+    };
+    for (const variant& v : {variant{"ClipLoss", train::objective::clip, {}, 0},
+                             variant{"ClipLoss, local loss", train::objective::clip, {.local_loss = true}, 0},
+                             variant{"SigLIP", train::objective::siglip, {}, 0},
+                             variant{"ClipLoss, two micro-batches", train::objective::clip, {}, 2}}) {
+        INFO(v.name);
+        const train::parameter_store whole = train::parameter_store::random(c, 9, v.kind);
+        train::clip_model whole_model(whole);
+        whole.zero_grad();
+        const float loss = whole_model.forward(images, ids);
+        whole_model.backward();
+
+        // The ranks hold 2 and 4 rows, on one GPU; thread_world's collectives work on host
+        // memory, so features and gradients go through host copies.
+        clip::test::thread_world world(2);
+        const std::int64_t first[3] = {0, 2, 6};
+        std::vector<std::map<std::string, tensor>> gradients(2);
+        std::vector<float> losses(2);
+        std::vector<std::thread> ranks;
+        for (int r = 0; r < 2; ++r)
+            ranks.emplace_back([&, r] {
+                const train::parameter_store store = train::parameter_store::random(c, 9, v.kind).to(gpu);
+                train::clip_model model(store);
+                model.set_world(world.rank(r), v.world);
+                store.zero_grad();
+                const tensor my_images = images.slice(0, first[r], first[r + 1]).to(gpu);
+                const tensor my_ids = ids.slice(0, first[r], first[r + 1]).contiguous();
+                if (v.micro_batches > 0) {
+                    losses[static_cast<std::size_t>(r)] = model.forward_backward_accumulated(my_images, my_ids, v.micro_batches);
+                } else {
+                    losses[static_cast<std::size_t>(r)] = model.forward(my_images, my_ids);
+                    model.backward();
+                }
+                for (const train::parameter& p : store.parameters()) gradients[static_cast<std::size_t>(r)][p.name] = p.grad.to(cpu);
+            });
+        for (std::thread& t : ranks) t.join();
+        for (int r = 0; r < 2; ++r) {
+            INFO("rank " << r);
+            if (v.kind == train::objective::clip && !v.world.local_loss)
+                CHECK(std::abs(losses[static_cast<std::size_t>(r)] - loss) <= 1e-5 * std::abs(loss));
+            check_gradients(whole, [&](const std::string& name) { return gradients[static_cast<std::size_t>(r)].at(name); }, 1e-4);
+        }
+    }
+}
+
 TEST_CASE("what trains on the CPU only says so, and devices do not mix") {
     if (!have_gpu()) return;
     const clip::clip_config resnet = clip::detail::make_resnet(64, 64, {1, 1, 1, 1}, 32, 64, 1);
     const train::parameter_store resnet_store = train::parameter_store(resnet).to(gpu);
     const std::string message = clip::test::error_message([&] { train::clip_model model(resnet_store); });
-    CHECK(clip::test::contains(message, "ModifiedResNet and SigLIP training run on the CPU"));
+    CHECK(clip::test::contains(message, "ModifiedResNet training runs on the CPU"));
 
     const train::parameter_store store = train::parameter_store(multi_head_config()).to(gpu);
     const train::layer_norm ln = train::layer_norm::bind(store, "ln_final", 1e-5f);

@@ -8,10 +8,10 @@
 //   world->all_gather(mine, all, counts);          // rank order; counts may differ per rank
 //
 // Buffers are spans of floats in the memory the implementation works on (host for MPI, device
-// for NCCL). A collective that does not complete within the communicator's timeout throws
-// distributed_error naming the operation, the rank and the timeout, instead of hanging: a rank
-// that died or stopped calling leaves the others waiting, and under mpirun a rank that exits
-// with an error makes mpirun stop the rest.
+// for NCCL: works_on says which). A collective that does not complete within the
+// communicator's timeout throws distributed_error naming the operation, the rank and the
+// timeout, instead of hanging: a rank that died or stopped calling leaves the others waiting,
+// and under mpirun a rank that exits with an error makes mpirun stop the rest.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "clip/core/device.hpp"
 #include "clip/core/error.hpp"
 
 namespace clip {
@@ -52,6 +53,9 @@ public:
     virtual int size() const noexcept = 0;
     /// "single", "mpi" or "nccl".
     virtual std::string_view backend() const noexcept = 0;
+    /// Whether the spans of its collectives may point into the memory of `where`: host memory,
+    /// or (NCCL) its own GPU's.
+    virtual bool works_on(device where) const noexcept { return where.is_cpu(); }
 
     /// data <- Σ over ranks of data, on every rank.
     virtual void all_reduce_sum(std::span<float> data) = 0;

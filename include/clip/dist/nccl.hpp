@@ -120,6 +120,7 @@ public:
     int rank() const noexcept override { return rank_; }
     int size() const noexcept override { return size_; }
     std::string_view backend() const noexcept override { return "nccl"; }
+    bool works_on(clip::device where) const noexcept override { return where.is_cuda() && where.index == device_; }
     cudaStream_t stream() const noexcept { return stream_; }
     int device() const noexcept { return device_; }
 

@@ -22,7 +22,8 @@
 // applied outside the products (to the logits, and folded into dL), as PyTorch does, and because
 // it changes every step while a product's scale is part of its oneDNN plan. Sums over the N²
 // logits are kept in double. `grad_loss` scales every gradient (1 for one batch; the
-// gradient-accumulation weight otherwise).
+// gradient-accumulation weight otherwise). Features on a GPU: the products run there, the loops
+// over the logits on the host (the logits go over, s · dL comes back).
 //
 // clamp_logit_scale is the clamp OpenCLIP's training loop applies after every optimiser step.
 #pragma once
@@ -48,6 +49,28 @@ inline void row_log_sum_exp(const float* x, std::int64_t rows, std::int64_t n, d
             out[r] = m + std::log(total);
         }
     });
+}
+
+/// The logits the loss's loops read on the host: `logits` itself on the CPU; on a GPU a copy in
+/// `host`. Only the products run on a GPU: the N² softmax terms are small next to the towers,
+/// and the loss comes back to the host anyway.
+inline const tensor& host_logits(buffer& host, const tensor& logits) {
+    if (!on_gpu(logits)) return logits;
+    const tensor& out = reuse(host, logits.shape());
+    copy_between(out, logits);
+    return out;
+}
+
+/// The buffer that holds `logits`' values on the host (host_logits's choice, after it ran).
+inline const tensor& host_side(const buffer& logits, const buffer& host) { return on_gpu(logits) ? host : logits; }
+
+/// A gradient computed on the host as an operand of the products on the device of `like`:
+/// itself on the CPU, copied into `device_copy` on a GPU.
+inline const tensor& product_operand(buffer& device_copy, const tensor& grad, const tensor& like) {
+    if (!on_gpu(like)) return grad;
+    const tensor& out = reuse(device_copy, grad.shape(), like);
+    copy_between(out, grad);
+    return out;
 }
 
 inline void check_features(const tensor& image, const tensor& text, const char* op) {
@@ -82,10 +105,7 @@ struct clip_loss {
         const tensor& L_device = detail::reuse(c.logits, {N, N}, image);
         matmul_into(L_device, image, text.t());
         assign(L_device, L_device * c.scale);
-        // On a GPU only the products run there: the N² softmax terms are small next to the
-        // towers, and the loss comes back to the host anyway.
-        const tensor& L = detail::on_gpu(image) ? detail::reuse(c.host_logits, {N, N}) : L_device;
-        if (detail::on_gpu(image)) detail::copy_between(L, L_device);
+        const tensor& L = detail::host_logits(c.host_logits, L_device);
         const tensor& Lt = detail::reuse(c.transposed, {N, N});
         Lt.copy_from(L.t());
         c.row_lse.resize(static_cast<std::size_t>(N));
@@ -104,9 +124,8 @@ struct clip_loss {
     /// -> grad_image, grad_text [N, E] (written); returns d loss / d logit_scale.
     float backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
         const std::int64_t N = c.logits.size(0);
-        const bool gpu = detail::on_gpu(c.logits);
-        const tensor& dL = detail::reuse(gpu ? c.host_grad : c.grad_logits, {N, N});
-        const float* l = (gpu ? c.host_logits : c.logits).data<float>();
+        const tensor& dL = detail::reuse(detail::on_gpu(c.logits) ? c.host_grad : c.grad_logits, {N, N});
+        const float* l = detail::host_side(c.logits, c.host_logits).data<float>();
         float* d = dL.data<float>();
         const double weight = static_cast<double>(grad_loss) / (2.0 * static_cast<double>(N));
         std::vector<double> partial(static_cast<std::size_t>(N));
@@ -128,8 +147,7 @@ struct clip_loss {
         for (double p : partial) grad_scale += p;
         detail::require_buffer(grad_image, c.image.shape(), "clip_loss backward", "image gradient", c.image.device());
         detail::require_buffer(grad_text, c.text.shape(), "clip_loss backward", "text gradient", c.image.device());
-        const tensor& dL_device = gpu ? detail::reuse(c.grad_logits, {N, N}, c.image) : dL;
-        if (gpu) detail::copy_between(dL_device, dL);
+        const tensor& dL_device = detail::product_operand(c.grad_logits, dL, c.image);
         matmul_into(grad_image, dL_device, c.text);
         matmul_into(grad_text, dL_device.t(), c.image);
         return static_cast<float>(grad_scale);
@@ -150,6 +168,7 @@ struct local_clip_loss {
         tensor image, text;                         // I, T [B, E]
         std::int64_t offset = 0, rows = 0;          // o, b
         detail::buffer image_logits, text_logits;   // Li, Lt [b, B]; then s · Gi, s · Gt
+        detail::buffer host_image_logits, host_text_logits; // the same on the CPU, when the features are on a GPU
         detail::buffer own;                         // [b, E] products
         std::vector<double> image_lse, text_lse;
         float scale = 1.0f;
@@ -166,12 +185,14 @@ struct local_clip_loss {
         c.offset = offset;
         c.rows = rows;
         c.scale = std::exp(logit_scale);
-        const tensor& Li = detail::reuse(c.image_logits, {rows, B});
-        const tensor& Lt = detail::reuse(c.text_logits, {rows, B});
-        matmul_into(Li, image.slice(0, offset, offset + rows), text.t());
-        matmul_into(Lt, text.slice(0, offset, offset + rows), image.t());
-        assign(Li, Li * c.scale);
-        assign(Lt, Lt * c.scale);
+        const tensor& Li_device = detail::reuse(c.image_logits, {rows, B}, image);
+        const tensor& Lt_device = detail::reuse(c.text_logits, {rows, B}, image);
+        matmul_into(Li_device, image.slice(0, offset, offset + rows), text.t());
+        matmul_into(Lt_device, text.slice(0, offset, offset + rows), image.t());
+        assign(Li_device, Li_device * c.scale);
+        assign(Lt_device, Lt_device * c.scale);
+        const tensor& Li = detail::host_logits(c.host_image_logits, Li_device);
+        const tensor& Lt = detail::host_logits(c.host_text_logits, Lt_device);
         c.image_lse.resize(static_cast<std::size_t>(rows));
         c.text_lse.resize(static_cast<std::size_t>(rows));
         detail::row_log_sum_exp(Li.data<float>(), rows, B, c.image_lse.data());
@@ -189,12 +210,14 @@ struct local_clip_loss {
     /// -> grad_image, grad_text [B, E] (written); returns d loss / d logit_scale.
     float backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
         const std::int64_t b = c.rows, B = c.image.size(0), o = c.offset;
-        detail::require_buffer(grad_image, c.image.shape(), "local_clip_loss backward", "image gradient");
-        detail::require_buffer(grad_text, c.text.shape(), "local_clip_loss backward", "text gradient");
+        detail::require_buffer(grad_image, c.image.shape(), "local_clip_loss backward", "image gradient", c.image.device());
+        detail::require_buffer(grad_text, c.text.shape(), "local_clip_loss backward", "text gradient", c.image.device());
         const double weight = static_cast<double>(grad_loss) / (2.0 * static_cast<double>(b));
         double grad_scale = 0.0;
-        // Logits -> s · G in place, Σ G ⊙ L on the way.
-        for (auto [logits, lse] : {std::pair{&c.image_logits, &c.image_lse}, std::pair{&c.text_logits, &c.text_lse}}) {
+        // Logits -> s · G in place on the host, Σ G ⊙ L on the way.
+        const tensor& host_i = detail::host_side(c.image_logits, c.host_image_logits);
+        const tensor& host_t = detail::host_side(c.text_logits, c.host_text_logits);
+        for (auto [logits, lse] : {std::pair{&host_i, &c.image_lse}, std::pair{&host_t, &c.text_lse}}) {
             float* l = logits->data<float>();
             std::vector<double> partial(static_cast<std::size_t>(b));
             detail::parallel_for(b, B * 4, [&](std::int64_t first, std::int64_t last) {
@@ -211,9 +234,9 @@ struct local_clip_loss {
             });
             for (double p : partial) grad_scale += p;
         }
-        const tensor& Gi = c.image_logits; // s · Gi [b, B]
-        const tensor& Gt = c.text_logits;
-        const tensor& own = detail::reuse(c.own, {b, c.image.size(1)});
+        const tensor& Gi = detail::product_operand(c.image_logits, host_i, c.image); // s · Gi [b, B]
+        const tensor& Gt = detail::product_operand(c.text_logits, host_t, c.image);
+        const tensor& own = detail::reuse(c.own, {b, c.image.size(1)}, c.image);
         matmul_into(grad_image, Gt.t(), c.text.slice(0, o, o + b)); // dI = s·Gtᵀ T[o:o+b]
         matmul_into(own, Gi, c.text);                                 //    + s·Gi T on rows o..o+b
         const tensor image_rows = grad_image.slice(0, o, o + b);
@@ -232,6 +255,7 @@ struct siglip_loss {
         std::int64_t offset = 0;    // o: the batch row of image row 0
         detail::buffer logits;      // L [n, N]
         detail::buffer grad_logits; // s · dL [n, N]
+        detail::buffer host_logits, host_grad; // L and s · dL on the CPU, when the features are on a GPU
         float scale = 1.0f, bias = 0.0f;
     };
     struct scalar_gradients {
@@ -242,8 +266,8 @@ struct siglip_loss {
     /// image [n, E] (rows [offset, offset + n) of the batch), text [N, E], both normalised -> the loss.
     float forward(const tensor& image, const tensor& text, float logit_scale, float logit_bias, cache& c,
                   std::int64_t offset = 0) const {
-        detail::require_buffer(image, image.shape(), "siglip_loss", "image features");
-        detail::require_buffer(text, text.shape(), "siglip_loss", "text features");
+        detail::require_buffer(image, image.shape(), "siglip_loss", "image features", image.device());
+        detail::require_buffer(text, text.shape(), "siglip_loss", "text features", image.device());
         detail::check<shape_error>(image.ndim() == 2 && text.ndim() == 2 && image.size(1) == text.size(1) && offset >= 0 &&
                                        offset + image.size(0) <= text.size(0),
                                    "siglip_loss: image features ", image.shape(), " (from row ", offset, ") and text features ",
@@ -254,10 +278,10 @@ struct siglip_loss {
         c.offset = offset;
         c.scale = std::exp(logit_scale);
         c.bias = logit_bias;
-        const tensor& L = detail::reuse(c.logits, {n, N});
-        matmul_into(L, image, text.t());
-        assign(L, L * c.scale + logit_bias);
-        const float* l = L.data<float>();
+        const tensor& L_device = detail::reuse(c.logits, {n, N}, image);
+        matmul_into(L_device, image, text.t());
+        assign(L_device, L_device * c.scale + logit_bias);
+        const float* l = detail::host_logits(c.host_logits, L_device).data<float>();
         std::vector<double> partial(static_cast<std::size_t>(n));
         detail::parallel_for(n, N * 4, [&](std::int64_t first, std::int64_t last) {
             for (std::int64_t r = first; r < last; ++r) {
@@ -277,8 +301,8 @@ struct siglip_loss {
     /// -> grad_image [n, E], grad_text [N, E] (written); returns d loss / d logit_scale, logit_bias.
     scalar_gradients backward(cache& c, const tensor& grad_image, const tensor& grad_text, float grad_loss = 1.0f) const {
         const std::int64_t n = c.logits.size(0), N = c.logits.size(1), o = c.offset;
-        const tensor& dL = detail::reuse(c.grad_logits, {n, N});
-        const float* l = c.logits.data<float>();
+        const tensor& dL = detail::reuse(detail::on_gpu(c.logits) ? c.host_grad : c.grad_logits, {n, N});
+        const float* l = detail::host_side(c.logits, c.host_logits).data<float>();
         float* d = dL.data<float>();
         const double weight = static_cast<double>(grad_loss) / static_cast<double>(n);
         std::vector<double> partial_scale(static_cast<std::size_t>(n)), partial_bias(static_cast<std::size_t>(n));
@@ -304,10 +328,11 @@ struct siglip_loss {
         }
         out.logit_scale = static_cast<float>(s);
         out.logit_bias = static_cast<float>(b);
-        detail::require_buffer(grad_image, c.image.shape(), "siglip_loss backward", "image gradient");
-        detail::require_buffer(grad_text, c.text.shape(), "siglip_loss backward", "text gradient");
-        matmul_into(grad_image, dL, c.text);
-        matmul_into(grad_text, dL.t(), c.image);
+        detail::require_buffer(grad_image, c.image.shape(), "siglip_loss backward", "image gradient", c.image.device());
+        detail::require_buffer(grad_text, c.text.shape(), "siglip_loss backward", "text gradient", c.image.device());
+        const tensor& dL_device = detail::product_operand(c.grad_logits, dL, c.image);
+        matmul_into(grad_image, dL_device, c.text);
+        matmul_into(grad_text, dL_device.t(), c.image);
         return out;
     }
 };

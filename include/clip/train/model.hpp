@@ -46,13 +46,16 @@
 // semantics.
 //
 // The model trains on the device of its store (parameter_store::to): a CUDA device trains a ViT
-// with ClipLoss in one process, with or without micro-batches; the rest throws device_error.
+// with either loss, with or without micro-batches, alone or as one rank of several (over NCCL
+// on the GPU's memory, or over a host communicator through host copies of the features and the
+// gradients: train/collectives.hpp). A ModifiedResNet trains on the CPU only (device_error).
 #pragma once
 
 #include <variant>
 
 #include "clip/dist/communicator.hpp"
 
+#include "clip/train/collectives.hpp"
 #include "clip/train/loss.hpp"
 #include "clip/train/modified_resnet.hpp"
 #include "clip/train/normalize.hpp"
@@ -77,10 +80,9 @@ public:
     explicit clip_model(const parameter_store& store)
         : store_(&store), visual_(bind_visual(store)), text_(text_transformer::bind(store)) {
         if (std::holds_alternative<modified_resnet>(visual_)) visual_cache_.emplace<modified_resnet::cache>();
-        detail::check<device_error>(store.device().is_cpu() || (!std::holds_alternative<modified_resnet>(visual_) &&
-                                                                store.kind() == objective::clip),
+        detail::check<device_error>(store.device().is_cpu() || !std::holds_alternative<modified_resnet>(visual_),
                                     "clip_model: a store on ", store.device(),
-                                    " trains a ViT with ClipLoss; ModifiedResNet and SigLIP training run on the CPU");
+                                    " trains a ViT; ModifiedResNet training runs on the CPU");
     }
     /// A model keeps a pointer to its store: a temporary one would dangle.
     explicit clip_model(const parameter_store&&) = delete;
@@ -119,9 +121,8 @@ public:
 
     /// Trains as one rank of `world` (which must outlive the model); see the header.
     void set_world(dist::communicator& world, world_options options = {}) {
-        detail::check<device_error>(store_->device().is_cpu() || world.size() == 1, "clip_model: training over ",
-                                    world.size(), " ranks runs on the CPU; this store is on ", store_->device());
         world_ = &world;
+        collectives_ = std::make_unique<detail::tensor_collectives>(world);
         world_options_ = options;
         const parameter_store& s = *store_;
         const float* base = s.gradient_block().data<float>();
@@ -206,9 +207,6 @@ public:
     const text_transformer& text() const noexcept { return text_; }
 
 private:
-    /// The span of a contiguous f32 tensor.
-    static std::span<float> floats(const tensor& t) { return {t.data<float>(), static_cast<std::size_t>(t.numel())}; }
-
     /// This step's weights in bf16 (mixed precision), once per forward.
     void refresh_half_weights() {
         if (half_values_.defined()) half_values_.copy_from(store_->value_block());
@@ -218,8 +216,8 @@ private:
     /// normalisation caches' outputs, valid until the next call).
     std::pair<tensor, tensor> encode(const tensor& images, const tensor& ids) {
         if (distributed() && std::holds_alternative<modified_resnet>(visual_) && store_->buffer_block().defined()) {
-            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->buffer_block().data_ptr()), store_->buffer_block().nbytes()), 0);
-            world_->broadcast(std::span<std::byte>(static_cast<std::byte*>(store_->counter_block().data_ptr()), store_->counter_block().nbytes()), 0);
+            collectives_->broadcast(store_->buffer_block(), 0);
+            collectives_->broadcast(store_->counter_block(), 0);
         }
         const tensor& i = normalize_.forward(encode_image(images), image_norm_);
         const tensor& t = normalize_.forward(text_.forward(ids, text_cache_), text_norm_);
@@ -235,7 +233,7 @@ private:
         rows_ = i.size(0);
         if (!distributed()) return siglip ? siglip_.forward(i, t, scale, bias, siglip_cache_) : clip_.forward(i, t, scale, clip_cache_);
         const std::int64_t n = rows_, E = i.size(1);
-        const std::vector<std::int64_t> rows = world_->all_gather_value(n);
+        const std::vector<std::int64_t> rows = collectives_->all_gather_value(n);
         offset_ = 0;
         std::int64_t B = 0;
         element_counts_.clear();
@@ -244,11 +242,11 @@ private:
             B += rows[r];
             element_counts_.push_back(rows[r] * E);
         }
-        const tensor& all_t = detail::reuse(all_text_, {B, E});
-        world_->all_gather(floats(t), floats(all_t), element_counts_);
+        const tensor& all_t = detail::reuse(all_text_, {B, E}, t);
+        collectives_->all_gather(t, all_t, element_counts_);
         if (siglip) return siglip_.forward(i, all_t, scale, bias, siglip_cache_, offset_);
-        const tensor& all_i = detail::reuse(all_image_, {B, E});
-        world_->all_gather(floats(i), floats(all_i), element_counts_);
+        const tensor& all_i = detail::reuse(all_image_, {B, E}, i);
+        collectives_->all_gather(i, all_i, element_counts_);
         if (world_options_.local_loss) return local_.forward(all_i, all_t, offset_, n, scale, local_cache_);
         return clip_.forward(all_i, all_t, scale, clip_cache_);
     }
@@ -270,29 +268,29 @@ private:
             }
             return {di, dt};
         }
-        float* grad_scale = store_->at("logit_scale").grad.data<float>();
+        const tensor& grad_scale = store_->at("logit_scale").grad;
         // DDP averages the ranks' gradients; every gradient is linear in the features' and the
         // scalars', so the 1/W is applied to those here rather than to the whole gradient block
         // after the all-reduce.
         const float average = 1.0f / static_cast<float>(world_->size());
         const std::int64_t B = all_text_.size(0);
-        const tensor& dT = detail::reuse(grad_all_text_, {B, E});
+        const tensor& dT = detail::reuse(grad_all_text_, {B, E}, dt);
         if (siglip) {
             // The own images' gradient stays here; every rank's gradient of rank r's texts is
             // summed onto rank r.
             const siglip_loss::scalar_gradients g = siglip_.backward(siglip_cache_, di, dT, grad_loss * average);
-            *grad_scale += g.logit_scale;
-            *store_->at("logit_bias").grad.data<float>() += g.logit_bias;
-            world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
+            detail::add_to_scalar(grad_scale, g.logit_scale);
+            detail::add_to_scalar(store_->at("logit_bias").grad, g.logit_bias);
+            collectives_->reduce_scatter_sum(dT, dt, element_counts_);
             return {di, dt};
         }
-        const tensor& dI = detail::reuse(grad_all_image_, {B, E});
+        const tensor& dI = detail::reuse(grad_all_image_, {B, E}, di);
         const float d_scale = world_options_.local_loss ? local_.backward(local_cache_, dI, dT, grad_loss)
                                                         : clip_.backward(clip_cache_, dI, dT, grad_loss);
-        *grad_scale += d_scale * average;
+        detail::add_to_scalar(grad_scale, d_scale * average);
         if (world_options_.gather_with_grad && world_options_.local_loss) {
-            world_->reduce_scatter_sum(floats(dI), floats(di), element_counts_);
-            world_->reduce_scatter_sum(floats(dT), floats(dt), element_counts_);
+            collectives_->reduce_scatter_sum(dI, di, element_counts_);
+            collectives_->reduce_scatter_sum(dT, dt, element_counts_);
             assign(di, di * average);
             assign(dt, dt * average);
         } else {
@@ -316,13 +314,13 @@ private:
             text_.backward(dt, text_cache_);
             return;
         }
-        const std::span<float> all = floats(store_->gradient_block());
+        const tensor& all = store_->gradient_block();
         const auto [first, last] = visual_bucket_;
-        std::unique_ptr<dist::pending> visual = world_->all_reduce_sum_async(all.subspan(first, last - first));
+        std::unique_ptr<dist::pending> visual = collectives_->all_reduce_sum_async(all.slice(0, first, last));
         text_.backward(dt, text_cache_);
         visual->wait();
-        world_->all_reduce_sum(all.first(first));
-        world_->all_reduce_sum(all.subspan(last));
+        collectives_->all_reduce_sum(all.slice(0, 0, first));
+        collectives_->all_reduce_sum(all.slice(0, last, all.size(0)));
     }
 
     static image_tower bind_visual(const parameter_store& store) {
@@ -369,6 +367,7 @@ private:
     detail::buffer all_image_, all_text_;           // [B, E]: every rank's normalised features
     detail::buffer grad_all_image_, grad_all_text_; // [B, E]: the loss's gradient, every rank's rows
     dist::communicator* world_ = nullptr;
+    std::unique_ptr<detail::tensor_collectives> collectives_; // world_'s collectives on this store's device
     world_options world_options_;
     std::pair<std::int64_t, std::int64_t> visual_bucket_{0, 0}; // the image tower's range of the gradient block
     std::vector<std::int64_t> element_counts_;                 // per rank: its rows · E
