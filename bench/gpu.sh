@@ -39,6 +39,7 @@ configs=(
     "ViT-B/32 train_step 32 float32"
     "ViT-B/32 train_step 256 float32"
     "small train_step 32 float32"
+    "RN50 train_step 32 float32"
     "ViT-B/32 train_step 256 bfloat16"
 )
 if [[ -n "${CLIP_GPU_CONFIGS:-}" ]]; then mapfile -t configs <<< "$CLIP_GPU_CONFIGS"; fi

@@ -115,7 +115,7 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
         ->check(at_least(1));
     cmd->add_option("--grad-clip-norm", o.grad_clip_norm, "Clip the gradients' global norm to this (0: off)")->capture_default_str();
     cmd->add_option("--device", o.device,
-                    "Where the model trains: cpu, or cuda / cuda:N (a ViT); over several ranks `cuda` is each rank's local GPU")
+                    "Where the model trains: cpu, or cuda / cuda:N; over several ranks `cuda` is each rank's local GPU")
         ->capture_default_str();
     cmd->add_option("--precision", o.precision, "fp32, or amp_bf16: bf16 products with f32 weights, gradients and optimiser (GPU)")
         ->capture_default_str()

@@ -2,7 +2,8 @@
 // reference fixtures reproduced on the GPU (loss, features, logits, every gradient, AdamW, two
 // steps); a larger random model with several heads trained side by side on the GPU and the CPU,
 // with ClipLoss and SigLIP; gradient accumulation; two ranks on one GPU over a host
-// communicator against one CPU process; the errors for what runs on the CPU only. Without a device the cases
+// communicator against one CPU process; a ModifiedResNet side by side on both devices, in both
+// modes; the error for tensors on the wrong device. Without a device the cases
 // say so; the kernel sources are still compiled with NVRTC, which needs no GPU.
 #include "../support.hpp"
 
@@ -355,13 +356,43 @@ TEST_CASE("two ranks on one GPU over a host communicator give one CPU process's 
     }
 }
 
-TEST_CASE("what trains on the CPU only says so, and devices do not mix") {
+TEST_CASE("a ModifiedResNet trains the same on the GPU and the CPU: loss, gradients, running statistics") {
     if (!have_gpu()) return;
-    const clip::clip_config resnet = clip::detail::make_resnet(64, 64, {1, 1, 1, 1}, 32, 64, 1);
-    const train::parameter_store resnet_store = train::parameter_store(resnet).to(gpu);
-    const std::string message = clip::test::error_message([&] { train::clip_model model(resnet_store); });
-    CHECK(clip::test::contains(message, "ModifiedResNet training runs on the CPU"));
+    clip::clip_config c = clip::detail::make_resnet(64, 64, {1, 2, 1, 1}, 16, 64, 1);
+    c.text.vocab_size = 500;
+    for (const bool training : {true, false}) {
+        INFO((training ? "training mode" : "eval mode"));
+        const train::parameter_store on_cpu = train::parameter_store::random(c, 17);
+        const train::parameter_store on_gpu = on_cpu.to(gpu);
+        train::clip_model cpu_model(on_cpu), gpu_model(on_gpu);
+        cpu_model.set_training(training);
+        gpu_model.set_training(training);
+        const train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
+        train::adamw cpu_optimizer(on_cpu, options), gpu_optimizer(on_gpu, options);
+        const tensor images = clip::rand_normal({4, 3, 64, 64}, 18);
+        const tensor ids = caption_ids(4, c.text.vocab_size, 19);
+        for (int step = 1; step <= 2; ++step) {
+            INFO("step " << step);
+            const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
+            const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids, true);
+            CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
+            check_close("image features", gpu_model.image_features(), cpu_model.image_features(), 1e-4, 1.0);
+            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
+            for (const train::model_buffer& b : on_gpu.buffers()) {
+                INFO(b.name);
+                const tensor& expected = on_cpu.buffer(b.name).value;
+                if (b.value.dtype() == clip::dtype::i64) CHECK(b.value.to(cpu).to_vector<std::int64_t>() == expected.to_vector<std::int64_t>());
+                else check_close(b.name, b.value, expected, 1e-5, 1.0);
+            }
+            clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
+            cpu_optimizer.step();
+            gpu_optimizer.step();
+        }
+    }
+}
 
+TEST_CASE("devices do not mix") {
+    if (!have_gpu()) return;
     const train::parameter_store store = train::parameter_store(multi_head_config()).to(gpu);
     const train::layer_norm ln = train::layer_norm::bind(store, "ln_final", 1e-5f);
     train::layer_norm::cache cache;

@@ -2,7 +2,8 @@
 // PyTorch fixture (../shared/reference/resnet*.safetensors: features and every intermediate) and
 // the inference model; in training mode every BatchNorm updates its running statistics as
 // PyTorch does, and gradients through the whole tower (stem, Bottlenecks with and without
-// downsampling, attention pool) match finite differences in both modes.
+// downsampling, attention pool) match finite differences in both modes; the device-generic
+// formulation of the layers (what a GPU runs) gives the CPU kernels' results.
 #include "gradient_check.hpp"
 
 #include "clip/train/modified_resnet.hpp"
@@ -214,6 +215,62 @@ TEST_CASE("ResNet tower: gradients against finite differences, eval mode") {
     }
     tower.training = false;
     check_tower(store, tower, tower_parameters(false), 2e-3);
+}
+
+TEST_CASE("the device-generic formulation a GPU runs gives the CPU kernels' features, statistics and gradients") {
+    // detail::portable_on_cpu() makes the CPU run what a GPU runs: batch norm as column sums and
+    // expressions, pooling as avg_pool2d and a broadcast expression, the attention pool as
+    // reductions over [N, S, H, D] views.
+    struct portable_scope {
+        bool saved = clip::detail::portable_on_cpu();
+        explicit portable_scope(bool on) { clip::detail::portable_on_cpu() = on; }
+        ~portable_scope() { clip::detail::portable_on_cpu() = saved; }
+    };
+    struct step {
+        tensor features;
+        std::vector<tensor> gradients, buffers;
+    };
+    const tensor images = clip::rand_normal({3, 3, 64, 64}, 11);
+    const tensor weights = clip::rand_normal({3, 16}, 12);
+    for (const bool training : {true, false}) {
+        CAPTURE(training);
+        const auto run = [&](bool portable) {
+            const portable_scope scope(portable);
+            train::parameter_store store = small_store();
+            train::modified_resnet tower = train::modified_resnet::bind(store);
+            tower.training = training;
+            train::modified_resnet::cache c;
+            store.zero_grad();
+            step out{tower.forward(images, c).clone(), {}, {}};
+            tower.backward(weights, c);
+            for (const train::parameter& p : store.parameters()) out.gradients.push_back(p.grad.clone());
+            for (const train::model_buffer& b : store.buffers()) out.buffers.push_back(b.value.clone());
+            return out;
+        };
+        const step kernels = run(false), generic = run(true);
+        CHECK(clip::test::max_relative_error(generic.features, kernels.features) <= 1e-5);
+        const train::parameter_store names = small_store();
+        double worst = 0.0;
+        for (std::size_t k = 0; k < kernels.gradients.size(); ++k) {
+            const std::vector<float> a = generic.gradients[k].to_vector<float>(), b = kernels.gradients[k].to_vector<float>();
+            double error = 0.0, scale = 0.0;
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                error = std::max(error, std::abs(static_cast<double>(a[i]) - b[i]));
+                scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+            }
+            CAPTURE(names.parameters()[k].name);
+            CHECK(error <= 1e-4 * scale);
+            if (scale > 0) worst = std::max(worst, error / scale);
+        }
+        MESSAGE("worst gradient error / max |gradient| = " << worst);
+        for (std::size_t k = 0; k < kernels.buffers.size(); ++k) {
+            CAPTURE(names.buffers()[k].name);
+            if (kernels.buffers[k].dtype() == clip::dtype::i64)
+                CHECK(generic.buffers[k].to_vector<std::int64_t>() == kernels.buffers[k].to_vector<std::int64_t>());
+            else
+                CHECK(clip::test::max_relative_error(generic.buffers[k], kernels.buffers[k]) <= 1e-5);
+        }
+    }
 }
 
 TEST_CASE("ResNet tower: with half of the ReLUs off, the later layers' gradients still match") {

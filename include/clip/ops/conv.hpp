@@ -2,7 +2,8 @@
 //
 // conv2d_into and the two backward passes (conv2d_backward_data, conv2d_backward_weights) are
 // what training uses: they write into the caller's buffers, take kernels that change every step,
-// and run oneDNN's training primitives (or the reference im2col products without oneDNN).
+// and run oneDNN's training primitives (or the reference im2col products without oneDNN); on a
+// GPU im2col, cuBLASLt products and col2im (backend/cuda/conv.hpp).
 // Layouts and formulas are PyTorch's (see conv_spec.hpp); the result keeps the input's memory
 // layout (channels-last in, channels-last out) on oneDNN. On the CPU both run on oneDNN, or on
 // the reference backend when clip is built without oneDNN. For a fixed kernel, wrap it once in
@@ -55,7 +56,10 @@ inline tensor conv2d(const tensor& x, const packed_weights& weight, const conv2d
 /// kernels that change between calls (training), which are not worth packing.
 inline void conv2d_into(const tensor& out, const tensor& x, const tensor& weight, const conv2d_options& o = {}) {
     const shape out_shape = detail::check_conv2d(x, weight, o);
-    detail::check_conv2d_operand(out, out_shape, "conv2d_into", "output");
+    detail::check_conv2d_operand(out, out_shape, "conv2d_into", "output", x.device());
+#if defined(CLIP_WITH_CUDA)
+    if (x.device().is_cuda()) return detail::cuda::conv2d_into(out, x, weight, o);
+#endif
     detail::require_cpu(x, "conv2d_into");
 #if defined(CLIP_WITH_ONEDNN)
     detail::onednn::conv2d(out, x, weight, o);
@@ -70,6 +74,9 @@ inline void conv2d_into(const tensor& out, const tensor& x, const tensor& weight
 /// dx [B, C, H, W], row-major or channels-last.
 inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tensor& weight, const conv2d_options& o = {}) {
     detail::check_conv2d_backward(dx, weight, dy, o, "conv2d_backward_data");
+#if defined(CLIP_WITH_CUDA)
+    if (dy.device().is_cuda()) return detail::cuda::conv2d_backward_data(dx, dy, weight, o);
+#endif
 #if defined(CLIP_WITH_ONEDNN)
     detail::onednn::conv2d_backward_data(dx, dy, weight, o);
 #else
@@ -85,6 +92,9 @@ inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const ten
     detail::check_conv2d_backward(x, dw, dy, o, "conv2d_backward_weights");
     detail::check<shape_error>(dw.is_contiguous(), "conv2d_backward_weights: the kernel gradient must be contiguous, ",
                                "got strides ", dw.strides());
+#if defined(CLIP_WITH_CUDA)
+    if (dy.device().is_cuda()) return detail::cuda::conv2d_backward_weights(dw, x, dy, o, accumulate);
+#endif
 #if defined(CLIP_WITH_ONEDNN)
     detail::onednn::conv2d_backward_weights(dw, x, dy, o, accumulate);
 #else

@@ -90,10 +90,10 @@ inline shape check_conv2d(const tensor& x, const tensor& w, const conv2d_options
     return {x.shape()[0], w.shape()[0], h, wd};
 }
 
-/// Checks that `t` is a dense (row-major or channels-last) f32 CPU tensor of shape `s`.
-inline void check_conv2d_operand(const tensor& t, const shape& s, const char* op, const char* what) {
+/// Checks that `t` is a dense (row-major or channels-last) f32 tensor of shape `s` on `where`.
+inline void check_conv2d_operand(const tensor& t, const shape& s, const char* op, const char* what, device where) {
     require_defined(t, op);
-    require_cpu(t, op);
+    check<device_error>(t.device() == where, op, ": ", what, " is on ", t.device(), ", the weight on ", where);
     check<shape_error>(t.shape() == s, op, ": ", what, " has shape ", t.shape(), ", expected ", s);
     check<dtype_error>(t.dtype() == dtype::f32, op, ": ", what, " must be f32, got ", t.dtype());
     check<shape_error>(t.is_contiguous() || is_channels_last(t), op, ": ", what,
@@ -107,8 +107,8 @@ inline void check_conv2d_backward(const tensor& x, const tensor& w, const tensor
     const shape out_shape = check_conv2d(x, w, o);
     check(!o.bias.defined() && o.act == activation::none, op,
           ": the options must have no bias and no activation (their gradients are the caller's)");
-    check_conv2d_operand(x, x.shape(), op, "input (gradient)");
-    check_conv2d_operand(dy, out_shape, op, "output gradient");
+    check_conv2d_operand(x, x.shape(), op, "input (gradient)", w.device());
+    check_conv2d_operand(dy, out_shape, op, "output gradient", w.device());
 }
 
 inline pool2d_options resolve(pool2d_options o) {

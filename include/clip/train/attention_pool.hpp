@@ -13,11 +13,15 @@
 // The only query is the mean token, so the attention is one row of S scores per (image, head):
 // the forward kernel keeps P [N, H, S], the backward one runs one task per (image, head), which
 // owns that head's slices of dq, dk and dv (no atomics, the same sums for any thread count).
-// Same numbers as models/modified_resnet.hpp's attention_pool up to float rounding.
+// Same numbers as models/modified_resnet.hpp's attention_pool up to float rounding. On a GPU (or
+// under CLIP_TRAIN_PORTABLE=1) the same formulas run as tensor expressions and reductions over
+// the [N, S, H, D] views of q, k and v: a sum over D gives the scores, over S the context and
+// dq; the mean token is clip::mean over the positions.
 #pragma once
 
 #include <cmath>
 
+#include "clip/ops/reduce.hpp"
 #include "clip/ops/rowwise.hpp"
 #include "clip/train/attention.hpp"
 #include "clip/train/linear.hpp"
@@ -63,14 +67,25 @@ struct attention_pool {
     /// x [N, H, W, C] (H·W + 1 = S positions) -> y [N, E], kept in c.c.output.
     const tensor& forward(const tensor& x, cache& c) const {
         const std::int64_t C = width(), S = positional.size(0);
-        detail::require_buffer(x, x.shape(), "attention_pool", "input");
+        detail::require_buffer(x, x.shape(), "attention_pool", "input", positional.device());
         detail::check<shape_error>(x.ndim() == 4 && x.size(3) == C && x.size(1) * x.size(2) + 1 == S,
                                    "attention_pool: input of shape ", x.shape(), " is not [N, H, W, ", C, "] with H·W = ",
                                    S - 1);
         const std::int64_t N = x.size(0), T = S - 1;
         c.input = x.shape();
-        const tensor& sequence = detail::reuse(c.sequence, {N, S, C});
-        const tensor& query = detail::reuse(c.query, {N, C});
+        const tensor& sequence = detail::reuse(c.sequence, {N, S, C}, x);
+        const tensor& query = detail::reuse(c.query, {N, C}, x);
+        const tensor& probabilities = detail::reuse(c.probabilities, {N, heads, S}, x);
+        const tensor& context = detail::reuse(c.context, {N, C}, x);
+        if (detail::portable(x)) {
+            const tensor tokens = x.view({N, T, C});
+            assign(sequence.slice(1, 1, S), tokens + positional.slice(0, 1, S));
+            assign(query, clip::mean(tokens, 1) + positional.select(0, 0));
+            sequence.select(1, 0).copy_from(query);
+            const tensor& q = q_proj.forward(query, c.q);
+            attend_portable(q, k_proj.forward(sequence, c.k), v_proj.forward(sequence, c.v), probabilities, context);
+            return c_proj.forward(context, c.c);
+        }
         const float* tokens = x.data<float>();
         const float* pos = positional.data<float>();
         float* seq = sequence.data<float>();
@@ -97,8 +112,6 @@ struct attention_pool {
         const tensor& q = q_proj.forward(query, c.q);
         const tensor& k = k_proj.forward(sequence, c.k);
         const tensor& v = v_proj.forward(sequence, c.v);
-        const tensor& probabilities = detail::reuse(c.probabilities, {N, heads, S});
-        const tensor& context = detail::reuse(c.context, {N, C});
         attend(q, k, v, probabilities, context);
         return c_proj.forward(context, c.c);
     }
@@ -106,15 +119,17 @@ struct attention_pool {
     /// dy [N, E] -> dx [N, H, W, C] (written), accumulating every parameter's gradient.
     void backward(const tensor& dy, cache& c, const tensor& dx) const {
         const std::int64_t C = width(), S = positional.size(0), N = c.input[0], T = S - 1;
-        detail::require_buffer(dx, c.input, "attention_pool backward", "input gradient");
-        const tensor& grad_context = detail::reuse(c.grad_context, {N, C});
+        detail::require_buffer(dx, c.input, "attention_pool backward", "input gradient", positional.device());
+        const bool portable = detail::portable(dy);
+        const tensor& grad_context = detail::reuse(c.grad_context, {N, C}, dy);
         c_proj.backward(dy, c.c, grad_context);
-        const tensor& grad_q = detail::reuse(c.grad_q, {N, C});
-        const tensor& grad_k = detail::reuse(c.grad_k, {N, S, C});
-        const tensor& grad_v = detail::reuse(c.grad_v, {N, S, C});
-        attend_backward(c.q.output, c.k.output, c.v.output, c.probabilities, grad_context, grad_q, grad_k, grad_v);
-        const tensor& grad_sequence = detail::reuse(c.grad_sequence, {N, S, C});
-        const tensor& grad_query = detail::reuse(c.grad_query, {N, C});
+        const tensor& grad_q = detail::reuse(c.grad_q, {N, C}, dy);
+        const tensor& grad_k = detail::reuse(c.grad_k, {N, S, C}, dy);
+        const tensor& grad_v = detail::reuse(c.grad_v, {N, S, C}, dy);
+        if (portable) attend_backward_portable(c.q.output, c.k.output, c.v.output, c.probabilities, grad_context, grad_q, grad_k, grad_v);
+        else attend_backward(c.q.output, c.k.output, c.v.output, c.probabilities, grad_context, grad_q, grad_k, grad_v);
+        const tensor& grad_sequence = detail::reuse(c.grad_sequence, {N, S, C}, dy);
+        const tensor& grad_query = detail::reuse(c.grad_query, {N, C}, dy);
         // The key bias's gradient is exactly zero (the softmax ignores a shift shared by a row of
         // scores): k_proj adds none, rather than rounding noise.
         linear keys = k_proj;
@@ -122,6 +137,13 @@ struct attention_pool {
         keys.backward(grad_k, c.k, grad_sequence);
         v_proj.backward(grad_v, c.v, grad_sequence, true);
         q_proj.backward(grad_q, c.q, grad_query);
+        if (portable) {
+            const tensor first = grad_sequence.select(1, 0);
+            assign(first, first + grad_query);
+            detail::add_column_sums(grad_positional.view({S * C}), grad_sequence.view({N, S * C}));
+            assign(dx.view({N, T, C}), clip::fma(grad_sequence.slice(1, 0, 1), 1.0f / static_cast<float>(T), grad_sequence.slice(1, 1, S)));
+            return;
+        }
         float* d_seq = grad_sequence.data<float>();
         const float* d_query = grad_query.data<float>();
         for (std::int64_t n = 0; n < N; ++n)
@@ -146,6 +168,31 @@ struct attention_pool {
     }
 
 private:
+    /// attend as expressions and reductions over [N, S, H, D] views (any device).
+    void attend_portable(const tensor& q, const tensor& k, const tensor& v, const tensor& probabilities,
+                         const tensor& context) const {
+        const std::int64_t N = k.size(0), S = k.size(1), C = k.size(2), H = heads, D = C / H;
+        const tensor scores = clip::sum(q.view({N, 1, H, D}) * k.view({N, S, H, D}), 3); // [N, S, H]
+        probabilities.copy_from(clip::softmax(scores.permute({0, 2, 1}) * scale()));
+        const tensor p = probabilities.permute({0, 2, 1}).unsqueeze(3); // [N, S, H, 1]
+        assign(context.view({N, H, D}), clip::sum(p * v.view({N, S, H, D}), 1));
+    }
+
+    /// attend_backward as expressions and reductions (any device).
+    void attend_backward_portable(const tensor& q, const tensor& k, const tensor& v, const tensor& probabilities,
+                                  const tensor& grad_context, const tensor& grad_q, const tensor& grad_k,
+                                  const tensor& grad_v) const {
+        const std::int64_t N = k.size(0), S = k.size(1), C = k.size(2), H = heads, D = C / H;
+        const tensor dc = grad_context.view({N, 1, H, D});
+        const tensor p = probabilities.permute({0, 2, 1}); // [N, S, H]
+        const tensor dp = clip::sum(dc * v.view({N, S, H, D}), 3);                // [N, S, H]
+        const tensor weighted = clip::sum(p * dp, 1, /*keepdim*/ true);           // Σ_j P_j dP_j [N, 1, H]
+        const tensor ds = clip::eval(p * (dp - weighted) * scale()).unsqueeze(3); // [N, S, H, 1]
+        assign(grad_v.view({N, S, H, D}), p.unsqueeze(3) * dc);
+        assign(grad_k.view({N, S, H, D}), ds * q.view({N, 1, H, D}));
+        assign(grad_q.view({N, H, D}), clip::sum(ds * k.view({N, S, H, D}), 1));
+    }
+
     /// q [N, C], k, v [N, S, C] -> P [N, H, S] and context [N, C].
     void attend(const tensor& q, const tensor& k, const tensor& v, const tensor& probabilities,
                 const tensor& context) const {

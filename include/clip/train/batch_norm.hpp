@@ -22,6 +22,11 @@
 // cancellation), and the chunks are combined per channel in double (Chan et al.'s pairwise
 // update), so the statistics are the same bits for any thread count. The element-wise passes
 // are one fused multiply-add per value with per-channel coefficients.
+//
+// On a GPU (and on the CPU under CLIP_TRAIN_PORTABLE=1, see buffers.hpp) the same steps are
+// device-generic: column sums of x, then of (x − μ)² (two passes, no cancellation), of g and of
+// g·(x − μ); the per-channel arithmetic on the host in double, as above; the element-wise passes
+// as tensor expressions with the per-channel coefficients broadcast over the rows.
 #pragma once
 
 #include <cmath>
@@ -64,6 +69,7 @@ struct batch_norm {
         detail::buffer rstd;         // [C]
         detail::buffer partial;      // per-chunk sums [chunks, 2, C]
         detail::buffer coefficients; // per-channel factors of the element-wise passes [4, C]
+        detail::buffer sums, host;   // the device-generic path's column sums [2, C] and its host side [6, C]
         bool training = true;
         bool relu = false;
     };
@@ -88,14 +94,15 @@ struct batch_norm {
     const tensor& forward(const tensor& x, cache& c, bool training, const tensor& residual = {},
                           bool relu = false) const {
         const std::int64_t C = channels();
-        detail::require_buffer(x, x.shape(), "batch_norm", "input");
+        detail::require_buffer(x, x.shape(), "batch_norm", "input", weight.device());
         detail::check<shape_error>(x.ndim() >= 2 && x.shape().back() == C, "batch_norm: input of shape ", x.shape(),
                                    " does not end in the ", C, " channels");
-        if (residual.defined()) detail::require_buffer(residual, x.shape(), "batch_norm", "residual");
+        if (residual.defined()) detail::require_buffer(residual, x.shape(), "batch_norm", "residual", weight.device());
         const std::int64_t M = x.numel() / C;
         c.input = x;
         c.training = training;
         c.relu = relu;
+        if (detail::portable(x)) return forward_portable(x, c, residual);
         float* mean = detail::reuse(c.mean, {C}).data<float>();
         float* rstd = detail::reuse(c.rstd, {C}).data<float>();
         if (training) batch_statistics(x, c, mean, rstd);
@@ -134,8 +141,9 @@ struct batch_norm {
     /// then the residual's gradient.
     void backward(const tensor& dy, cache& c, const tensor& dx) const {
         const std::int64_t C = channels();
-        detail::require_buffer(dy, c.input.shape(), "batch_norm backward", "output gradient");
-        detail::require_buffer(dx, c.input.shape(), "batch_norm backward", "input gradient");
+        detail::require_buffer(dy, c.input.shape(), "batch_norm backward", "output gradient", weight.device());
+        detail::require_buffer(dx, c.input.shape(), "batch_norm backward", "input gradient", weight.device());
+        if (detail::portable(dy)) return backward_portable(dy, c, dx);
         const std::int64_t M = c.input.numel() / C;
         const float* x = c.input.data<float>();
         const float* y = c.output.data<float>();
@@ -203,6 +211,118 @@ struct batch_norm {
     }
 
 private:
+    /// The device-generic forward pass (see the header); c.input, c.training, c.relu are set.
+    const tensor& forward_portable(const tensor& x, cache& c, const tensor& residual) const {
+        const std::int64_t C = channels(), M = x.numel() / C;
+        const tensor rows = x.view({M, C});
+        const tensor& sums = detail::reuse(c.sums, {2, C}, x);
+        float* h = detail::reuse(c.host, {6, C}).data<float>(); // μ, rstd, scale, shift (then a, b, d, dγ, dβ)
+        detail::buffer staging;
+        const float* gamma = detail::on_host(staging, weight).data<float>();
+        const tensor& mean = detail::reuse(c.mean, {C}, x);
+        if (c.training) {
+            detail::check<shape_error>(M > 1, "batch_norm: training needs more than one value per channel, got input of shape ",
+                                       x.shape(), " (as PyTorch, use eval mode for a single sample)");
+            detail::zero(sums);
+            detail::add_column_sums(sums.select(0, 0), rows);
+            detail::buffer host_sums;
+            const float* total = detail::on_host(host_sums, sums).data<float>();
+            for (std::int64_t ch = 0; ch < C; ++ch) h[ch] = static_cast<float>(static_cast<double>(total[ch]) / static_cast<double>(M));
+            upload(mean, h);
+            const tensor& squares = detail::reuse(c.partial, {M, C}, x);
+            assign(squares, clip::square(rows - mean));
+            detail::add_column_sums(sums.select(0, 1), squares);
+            const float* m2 = detail::on_host(host_sums, sums).data<float>() + C;
+            detail::buffer run_mean_host, run_var_host, counter_host;
+            const tensor& run_mean = detail::on_host(run_mean_host, running_mean);
+            const tensor& run_var = detail::on_host(run_var_host, running_var);
+            const double m = momentum, count = static_cast<double>(M);
+            for (std::int64_t ch = 0; ch < C; ++ch) {
+                const double mu = static_cast<double>(total[ch]) / count, var = static_cast<double>(m2[ch]) / count;
+                h[C + ch] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+                float& rm = run_mean.data<float>()[ch];
+                float& rv = run_var.data<float>()[ch];
+                rm = static_cast<float>((1.0 - m) * rm + m * mu);
+                rv = static_cast<float>((1.0 - m) * rv + m * var * count / (count - 1.0));
+            }
+            const tensor& counter = detail::on_host(counter_host, num_batches_tracked);
+            ++*counter.data<std::int64_t>();
+            detail::copy_between(running_mean, run_mean);
+            detail::copy_between(running_var, run_var);
+            detail::copy_between(num_batches_tracked, counter);
+        } else {
+            detail::buffer run_mean_host, run_var_host;
+            const float* run_mean = detail::on_host(run_mean_host, running_mean).data<float>();
+            const float* run_var = detail::on_host(run_var_host, running_var).data<float>();
+            for (std::int64_t ch = 0; ch < C; ++ch) {
+                h[ch] = run_mean[ch];
+                h[C + ch] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(run_var[ch]) + static_cast<double>(eps)));
+            }
+            upload(mean, h);
+        }
+        upload(detail::reuse(c.rstd, {C}, x), h + C);
+        detail::buffer host_beta;
+        const float* beta = detail::on_host(host_beta, bias).data<float>();
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+            h[2 * C + ch] = gamma[ch] * h[C + ch];
+            h[3 * C + ch] = beta[ch] - h[ch] * h[2 * C + ch];
+        }
+        const tensor& coefficients = detail::reuse(c.coefficients, {2, C}, x);
+        upload(coefficients, h + 2 * C);
+        const tensor scale = coefficients.select(0, 0), shift = coefficients.select(0, 1);
+        const tensor& y = detail::reuse(c.output, x.shape(), x);
+        const tensor out = y.view({M, C});
+        const auto affine = clip::fma(rows, scale, shift);
+        if (residual.defined()) {
+            const tensor res = residual.view({M, C});
+            if (c.relu) assign(out, clip::relu(affine + res));
+            else assign(out, affine + res);
+        } else {
+            if (c.relu) assign(out, clip::relu(affine));
+            else assign(out, affine);
+        }
+        return y;
+    }
+
+    /// The device-generic backward pass.
+    void backward_portable(const tensor& dy, cache& c, const tensor& dx) const {
+        const std::int64_t C = channels(), M = c.input.numel() / C;
+        const tensor g = dy.view({M, C}), x = c.input.view({M, C});
+        const tensor& mean = c.mean;
+        if (c.relu) assign(g, clip::where(clip::greater(c.output.view({M, C}), 0.0f), g, 0.0f));
+        const tensor& sums = detail::reuse(c.sums, {2, C}, dy);
+        detail::zero(sums);
+        detail::add_column_sums(sums.select(0, 0), g);
+        const tensor& products = detail::reuse(c.partial, {M, C}, dy);
+        assign(products, g * (x - mean));
+        detail::add_column_sums(sums.select(0, 1), products);
+        detail::buffer host_sums, host_gamma, host_rstd;
+        const float* total = detail::on_host(host_sums, sums).data<float>();
+        const float* gamma = detail::on_host(host_gamma, weight).data<float>();
+        const float* rstd = detail::on_host(host_rstd, c.rstd).data<float>();
+        float* h = detail::reuse(c.host, {6, C}).data<float>(); // rows 1..5: a, b, d, dγ, dβ
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+            const double s = rstd[ch], total_g = total[ch], gx_hat = static_cast<double>(total[C + ch]) * s;
+            const double factor = static_cast<double>(gamma[ch]) * s;
+            h[C + ch] = static_cast<float>(factor);
+            h[2 * C + ch] = c.training ? static_cast<float>(-factor * s * gx_hat / static_cast<double>(M)) : 0.0f;
+            h[3 * C + ch] = c.training ? static_cast<float>(-factor * total_g / static_cast<double>(M)) : 0.0f;
+            h[4 * C + ch] = static_cast<float>(gx_hat);
+            h[5 * C + ch] = static_cast<float>(total_g);
+        }
+        const tensor& coefficients = detail::reuse(c.coefficients, {5, C}, dy);
+        upload(coefficients, h + C);
+        assign(grad_weight, grad_weight + coefficients.select(0, 3));
+        assign(grad_bias, grad_bias + coefficients.select(0, 4));
+        assign(dx.view({M, C}), clip::fma(g, coefficients.select(0, 0),
+                                          clip::fma(x - mean, coefficients.select(0, 1), coefficients.select(0, 2))));
+    }
+
+    /// dst (contiguous f32, any device) <- dst.numel() floats from host memory.
+    static void upload(const tensor& dst, const float* host) {
+        detail::copy_between(dst, tensor::from_blob(const_cast<float*>(host), dst.shape(), dtype::f32));
+    }
+
     /// μ and rstd of the batch into mean and rstd [C]; updates the running statistics.
     void batch_statistics(const tensor& x, cache& c, float* mean, float* rstd) const {
         const std::int64_t C = channels(), M = x.numel() / C;

@@ -15,7 +15,11 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <string_view>
 
 #include "clip/expr/node.hpp"
 
@@ -50,6 +54,30 @@ inline const tensor& reuse(buffer& b, const shape& s, const tensor& like) { retu
 /// Whether a layer's work runs on a CUDA device: where its input lives.
 inline bool on_gpu(const tensor& t) noexcept { return t.device().is_cuda(); }
 
+/// Whether the CPU runs the layers' device-generic formulation (see portable): set from the
+/// environment's CLIP_TRAIN_PORTABLE (1: yes) at first use; tests set it directly.
+inline std::atomic<bool>& portable_on_cpu() {
+    static std::atomic<bool> on{[] {
+        const char* v = std::getenv("CLIP_TRAIN_PORTABLE");
+        return v && *v && std::string_view(v) != "0";
+    }()};
+    return on;
+}
+
+/// Whether a layer runs its device-generic formulation (tensor expressions, column sums and
+/// products, which run on either device) rather than its CPU kernels: always on a GPU, and on
+/// the CPU when portable_on_cpu() says so, so that the CPU's tests check the formulation a GPU
+/// runs (the ModifiedResNet's layers).
+inline bool portable(const tensor& t) { return on_gpu(t) || portable_on_cpu(); }
+
+/// Sets a contiguous tensor's bytes to zero, on its device.
+inline void zero(const tensor& t) {
+#if defined(CLIP_WITH_CUDA)
+    if (on_gpu(t)) return cuda::zero(t.data_ptr(), t.nbytes(), t.device().index);
+#endif
+    if (t.nbytes() > 0) std::memset(t.data_ptr(), 0, t.nbytes());
+}
+
 /// dst = src for contiguous tensors of one shape and dtype, on any two devices.
 inline void copy_between(const tensor& dst, const tensor& src) {
     check<shape_error>(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous(),
@@ -61,6 +89,15 @@ inline void copy_between(const tensor& dst, const tensor& src) {
 #if defined(CLIP_WITH_CUDA)
     cuda::copy(dst.data_ptr(), src.data_ptr(), src.nbytes(), (on_gpu(dst) ? dst : src).device().index);
 #endif
+}
+
+/// `t` itself on the CPU; on a GPU a host copy of it in `b` (small tensors whose values the host
+/// works with: per-channel sums, logits).
+inline const tensor& on_host(buffer& b, const tensor& t) {
+    if (!on_gpu(t)) return t;
+    const tensor& out = reuse(b, t.shape(), t.dtype());
+    copy_between(out, t);
+    return out;
 }
 
 /// `t` converted to `to` in `b` (the 16-bit operand of a mixed-precision product).
@@ -123,6 +160,16 @@ inline void add_column_sums(float* sums, const float* x, std::int64_t rows, std:
     add_column_sums(
         sums, rows, cols, [&](std::int64_t r, std::int64_t c) { return simd::load_unaligned(x + r * row_stride + c); },
         [&](std::int64_t r, std::int64_t c) { return x[r * row_stride + c]; });
+}
+
+/// sums [C] += the column sums of x [R, C] (both contiguous f32), on their device. On a GPU in
+/// a fixed order too: chunks of rows, then the chunks in order.
+inline void add_column_sums(const tensor& sums, const tensor& x) {
+    const std::int64_t R = x.size(0), C = x.size(1);
+#if defined(CLIP_WITH_CUDA)
+    if (on_gpu(x)) return cuda::add_column_sums(sums, x, R, C, C);
+#endif
+    add_column_sums(sums.data<float>(), x.data<float>(), R, C, C);
 }
 
 /// The simd_width channels from `p`, or the n < simd_width left at the end of a row (zero in

@@ -8,7 +8,8 @@
 // [N, C, H, W] views: oneDNN runs its direct (brgemm/jit) convolutions on them, forward and both
 // backward passes, with plans cached per shape. The kernel changes every step, so it is
 // reordered into oneDNN's layout on each call rather than packed once (a small cost next to the
-// convolution). Without oneDNN the reference im2col products run instead.
+// convolution). Without oneDNN the reference im2col products run instead; on a GPU im2col,
+// cuBLASLt products and col2im (backend/cuda/conv.hpp).
 #pragma once
 
 #include "clip/ops/conv.hpp"
@@ -43,12 +44,12 @@ struct conv2d {
 
     /// x [N, H, W, C] -> y [N, H', W', O], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c) const {
-        detail::require_buffer(x, x.shape(), "conv2d", "input");
+        detail::require_buffer(x, x.shape(), "conv2d", "input", weight.device());
         detail::check<shape_error>(x.ndim() == 4 && x.size(3) == in_channels(), "conv2d: input of shape ", x.shape(),
                                    " is not [N, H, W, ", in_channels(), "] (channels-last)");
         const shape out = detail::check_conv2d(nchw(x), weight, options()); // [N, O, H', W']
         c.input = x;
-        const tensor& y = detail::reuse(c.output, {out[0], out[2], out[3], out[1]});
+        const tensor& y = detail::reuse(c.output, {out[0], out[2], out[3], out[1]}, x);
         conv2d_into(nchw(y), nchw(x), weight, options());
         return y;
     }
@@ -56,10 +57,10 @@ struct conv2d {
     /// dy [N, H', W', O] -> dx [N, H, W, C] (written; skipped when undefined), accumulating
     /// grad_weight.
     void backward(const tensor& dy, const cache& c, const tensor& dx = {}) const {
-        detail::require_buffer(dy, c.output.shape(), "conv2d backward", "output gradient");
+        detail::require_buffer(dy, c.output.shape(), "conv2d backward", "output gradient", weight.device());
         conv2d_backward_weights(grad_weight, nchw(c.input), nchw(dy), options(), true);
         if (!dx.defined()) return;
-        detail::require_buffer(dx, c.input.shape(), "conv2d backward", "input gradient");
+        detail::require_buffer(dx, c.input.shape(), "conv2d backward", "input gradient", weight.device());
         conv2d_backward_data(nchw(dx), nchw(dy), weight, options());
     }
 };

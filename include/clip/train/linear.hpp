@@ -39,14 +39,6 @@ inline void activation_backward(activation act, const tensor& dy, const tensor& 
     }
 }
 
-/// grad_bias [C] += Σ_rows dz for dz [R, C] contiguous.
-inline void add_bias_gradient(const tensor& grad_bias, const tensor& dz) {
-#if defined(CLIP_WITH_CUDA)
-    if (on_gpu(dz)) return cuda::add_column_sums(grad_bias, dz, dz.size(0), dz.size(1), dz.size(1));
-#endif
-    add_column_sums(grad_bias.data<float>(), dz.data<float>(), dz.size(0), dz.size(1), dz.size(1));
-}
-
 /// `t` as a matrix of rows of its last axis.
 inline tensor rows_of(const tensor& t) { return t.view({-1, t.shape().back()}); }
 
@@ -130,7 +122,7 @@ struct linear {
         const tensor dzp = half ? detail::rows_of(detail::converted(c.grad16, dy, weight16.dtype())) : dz;
         const tensor x = detail::rows_of(half ? c.input16 : c.input); // [N, in]
         matmul_into(grad_weight, dzp.t(), x, {.residual = grad_weight});
-        if (grad_bias.defined()) detail::add_bias_gradient(grad_bias, dz);
+        if (grad_bias.defined()) detail::add_column_sums(grad_bias, dz);
         if (!dx.defined()) return;
         detail::require_buffer(dx, c.input.shape(), "linear backward", "input gradient", weight.device());
         const tensor dx2 = detail::rows_of(dx);

@@ -54,12 +54,7 @@ inline void row_log_sum_exp(const float* x, std::int64_t rows, std::int64_t n, d
 /// The logits the loss's loops read on the host: `logits` itself on the CPU; on a GPU a copy in
 /// `host`. Only the products run on a GPU: the N² softmax terms are small next to the towers,
 /// and the loss comes back to the host anyway.
-inline const tensor& host_logits(buffer& host, const tensor& logits) {
-    if (!on_gpu(logits)) return logits;
-    const tensor& out = reuse(host, logits.shape());
-    copy_between(out, logits);
-    return out;
-}
+inline const tensor& host_logits(buffer& host, const tensor& logits) { return on_host(host, logits); }
 
 /// The buffer that holds `logits`' values on the host (host_logits's choice, after it ran).
 inline const tensor& host_side(const buffer& logits, const buffer& host) { return on_gpu(logits) ? host : logits; }

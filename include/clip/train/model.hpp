@@ -45,10 +45,11 @@
 // the whole step (every rank's every micro-batch), with the same gather_with_grad / local_loss
 // semantics.
 //
-// The model trains on the device of its store (parameter_store::to): a CUDA device trains a ViT
-// with either loss, with or without micro-batches, alone or as one rank of several (over NCCL
+// The model trains on the device of its store (parameter_store::to): a CUDA device trains with
+// either loss, with or without micro-batches, alone or as one rank of several (over NCCL
 // on the GPU's memory, or over a host communicator through host copies of the features and the
-// gradients: train/collectives.hpp). A ModifiedResNet trains on the CPU only (device_error).
+// gradients: train/collectives.hpp). Both image towers train there; a ModifiedResNet's layers
+// run their device-generic formulations (buffers.hpp, detail::portable).
 #pragma once
 
 #include <variant>
@@ -80,9 +81,6 @@ public:
     explicit clip_model(const parameter_store& store)
         : store_(&store), visual_(bind_visual(store)), text_(text_transformer::bind(store)) {
         if (std::holds_alternative<modified_resnet>(visual_)) visual_cache_.emplace<modified_resnet::cache>();
-        detail::check<device_error>(store.device().is_cpu() || !std::holds_alternative<modified_resnet>(visual_),
-                                    "clip_model: a store on ", store.device(),
-                                    " trains a ViT; ModifiedResNet training runs on the CPU");
     }
     /// A model keeps a pointer to its store: a temporary one would dangle.
     explicit clip_model(const parameter_store&&) = delete;

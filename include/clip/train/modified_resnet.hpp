@@ -9,7 +9,7 @@
 //             both ways: through bn3, conv3, (pool), cbr2, cbr1 into dx (written), and through
 //             the downsample branch (or directly) into dx (added).
 // Activations are channels-last [N, H, W, C] buffers throughout (the images are copied into one
-// first); each Bottleneck keeps its convolutions' and batch norms' outputs, and the gradient
+// first, on the device of the parameters); each Bottleneck keeps its convolutions' and batch norms' outputs, and the gradient
 // buffers are shared by all blocks (two for the residual stream, three inside a block).
 //
 // Mode: `training` is PyTorch's module.training. true (the default, as OpenCLIP trains ResNets):
@@ -107,16 +107,16 @@ struct bottleneck {
     /// dy [N, h, w, 4·planes] (consumed) -> dx [N, H, W, C] (written).
     void backward(const tensor& dy, cache& c, const tensor& dx, scratch& s) const {
         // The main branch writes dx. A buffer is reshaped only once what it held has been read.
-        const tensor& grad_z3 = detail::reuse(s.wide, dy.shape());                           // [N, h, w, 4p]
-        const tensor& grad_pooled = detail::reuse(s.first, c.conv3.conv.input.shape());      // [N, h, w, p]
+        const tensor& grad_z3 = detail::reuse(s.wide, dy.shape(), dy);                           // [N, h, w, 4p]
+        const tensor& grad_pooled = detail::reuse(s.first, c.conv3.conv.input.shape(), dy);      // [N, h, w, p]
         conv3.backward(dy, c.conv3, grad_pooled, grad_z3); // dy is now g, the residual's gradient too
         const tensor* grad_b = &grad_pooled;
         if (stride > 1) {
-            const tensor& unpooled = detail::reuse(s.second, c.conv2.bn.output.shape());     // [N, H, W, p]
+            const tensor& unpooled = detail::reuse(s.second, c.conv2.bn.output.shape(), dy); // [N, H, W, p]
             pool.backward(grad_pooled, c.pool, unpooled);
             grad_b = &unpooled;
         }
-        const tensor& grad_a = detail::reuse(stride > 1 ? s.first : s.second, c.conv1.bn.output.shape()); // [N, H, W, p]
+        const tensor& grad_a = detail::reuse(stride > 1 ? s.first : s.second, c.conv1.bn.output.shape(), dy); // [N, H, W, p]
         conv2.backward(*grad_b, c.conv2, grad_a);
         conv1.backward(grad_a, c.conv1, dx);
         // The identity branch adds g, or what the downsample makes of it.
@@ -124,7 +124,7 @@ struct bottleneck {
             assign(dx, dx + dy);
             return;
         }
-        const tensor& grad_identity = detail::reuse(s.wide, c.downsample.conv.input.shape()); // [N, h, w, C] or [N, H, W, C]
+        const tensor& grad_identity = detail::reuse(s.wide, c.downsample.conv.input.shape(), dy); // [N, h, w, C] or [N, H, W, C]
         downsample->backward(dy, c.downsample, grad_identity);
         if (stride > 1) pool.backward(grad_identity, c.pool_identity, dx, true);
         else assign(dx, dx + grad_identity);
@@ -177,14 +177,14 @@ struct modified_resnet {
     /// c.attnpool.c.output.
     const tensor& forward(const tensor& images, cache& c) const {
         detail::require_defined(images, "modified_resnet");
-        detail::require_cpu(images, "modified_resnet");
         detail::check<dtype_error>(images.dtype() == dtype::f32, "modified_resnet: images must be f32, got ",
                                    images.dtype());
         detail::check<shape_error>(images.ndim() == 4 && images.size(1) == 3,
                                    "modified_resnet: images must be [N, 3, R, R], got ", images.shape());
         const std::int64_t N = images.size(0), R = images.size(2);
-        const tensor& pixels = detail::reuse(c.images, {N, R, images.size(3), 3}); // channels-last copy
-        conv2d::nchw(pixels).copy_from(images);
+        const device where = stem1.conv.weight.device();
+        const tensor& pixels = detail::reuse(c.images, {N, R, images.size(3), 3}, dtype::f32, where); // channels-last copy
+        conv2d::nchw(pixels).copy_from(images.device() == where ? images : images.to(where));
         const tensor* x = &stem1.forward(pixels, c.stem1, training);
         x = &stem3.forward(stem2.forward(*x, c.stem2, training), c.stem3, training);
         x = &stem_pool.forward(*x, c.stem_pool);
@@ -198,18 +198,18 @@ struct modified_resnet {
         detail::buffer* stream = &c.grad_stream;
         detail::buffer* other = &c.grad_other;
         const shape last = blocks.empty() ? c.stem_pool.output.shape() : c.blocks.back().conv3.bn.output.shape();
-        attnpool.backward(grad_features, c.attnpool, detail::reuse(*stream, last)); // [N, R/32, R/32, 32·W]
+        attnpool.backward(grad_features, c.attnpool, detail::reuse(*stream, last, grad_features)); // [N, R/32, R/32, 32·W]
         for (std::size_t i = blocks.size(); i-- > 0;) {
-            const tensor& grad_input = detail::reuse(*other, c.blocks[i].input.shape()); // the block's input's
+            const tensor& grad_input = detail::reuse(*other, c.blocks[i].input.shape(), grad_features); // the block's input's
             blocks[i].backward(*stream, c.blocks[i], grad_input, c.scratch);
             std::swap(stream, other);
         }
         bottleneck::scratch& s = c.scratch;
-        const tensor& unpooled = detail::reuse(s.first, c.stem3.bn.output.shape());     // [N, R/2, R/2, W]
+        const tensor& unpooled = detail::reuse(s.first, c.stem3.bn.output.shape(), grad_features);    // [N, R/2, R/2, W]
         stem_pool.backward(*stream, c.stem_pool, unpooled);
-        const tensor& grad_relu2 = detail::reuse(s.second, c.stem2.bn.output.shape());  // [N, R/2, R/2, W/2]
+        const tensor& grad_relu2 = detail::reuse(s.second, c.stem2.bn.output.shape(), grad_features); // [N, R/2, R/2, W/2]
         stem3.backward(unpooled, c.stem3, grad_relu2);
-        const tensor& grad_relu1 = detail::reuse(s.wide, c.stem1.bn.output.shape());    // [N, R/2, R/2, W/2]
+        const tensor& grad_relu1 = detail::reuse(s.wide, c.stem1.bn.output.shape(), grad_features);   // [N, R/2, R/2, W/2]
         stem2.backward(grad_relu2, c.stem2, grad_relu1);
         stem1.backward(grad_relu1, c.stem1, {}); // no gradient for the images
     }

@@ -319,12 +319,7 @@ public:
     }
 
 private:
-    static void zero(const tensor& t) {
-#if defined(CLIP_WITH_CUDA)
-        if (detail::on_gpu(t)) return detail::cuda::zero(t.data_ptr(), t.nbytes(), t.device().index);
-#endif
-        std::memset(t.data_ptr(), 0, t.nbytes());
-    }
+    static void zero(const tensor& t) { detail::zero(t); }
     static tensor zeros(const shape& s, dtype t, clip::device where) {
         tensor out = tensor::empty(s, t, where);
         zero(out);

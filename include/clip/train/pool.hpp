@@ -6,11 +6,15 @@
 //   backward  dx[n, h, w, c] = dy[n, h/k, w/k, c] / k²   (0 for the rows and columns past the
 //             last whole window, which PyTorch's floor drops)
 // Written here rather than with oneDNN's pooling primitives: two memory-bound loops over
-// channels-last rows, and the backward pass can add into a gradient another branch wrote.
+// channels-last rows, and the backward pass can add into a gradient another branch wrote. On a
+// GPU (or under CLIP_TRAIN_PORTABLE=1) the forward pass is clip::avg_pool2d and the backward
+// pass one tensor expression: dx seen as [N, H/k, k, W/k, k, C] windows plus dy broadcast over
+// the two k axes.
 #pragma once
 
 #include <cstring>
 
+#include "clip/ops/conv.hpp"
 #include "clip/train/buffers.hpp"
 
 namespace clip::train {
@@ -25,13 +29,18 @@ struct avg_pool {
 
     /// x [N, H, W, C] -> y [N, H/k, W/k, C], kept in `c.output`.
     const tensor& forward(const tensor& x, cache& c) const {
-        detail::require_buffer(x, x.shape(), "avg_pool", "input");
+        detail::require_buffer(x, x.shape(), "avg_pool", "input", x.device());
         detail::check<shape_error>(x.ndim() == 4 && x.size(1) >= kernel && x.size(2) >= kernel, "avg_pool: input of shape ",
                                    x.shape(), " is not [N, H, W, C] with H, W >= ", kernel);
         const std::int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), k = kernel;
         const std::int64_t OH = H / k, OW = W / k;
         c.input = x.shape();
-        const tensor& y = detail::reuse(c.output, {N, OH, OW, C});
+        const tensor& y = detail::reuse(c.output, {N, OH, OW, C}, x);
+        if (detail::portable(x)) {
+            const auto nchw = [](const tensor& t) { return t.permute({0, 3, 1, 2}); };
+            nchw(y).copy_from(clip::avg_pool2d(nchw(x), {.kernel = {k, k}, .stride = {k, k}}));
+            return y;
+        }
         const float* in = x.data<float>();
         float* out = y.data<float>();
         const float inverse = 1.0f / static_cast<float>(k * k);
@@ -56,8 +65,16 @@ struct avg_pool {
     void backward(const tensor& dy, const cache& c, const tensor& dx, bool accumulate = false) const {
         const std::int64_t N = c.input[0], H = c.input[1], W = c.input[2], C = c.input[3], k = kernel;
         const std::int64_t OH = H / k, OW = W / k;
-        detail::require_buffer(dy, {N, OH, OW, C}, "avg_pool backward", "output gradient");
-        detail::require_buffer(dx, c.input, "avg_pool backward", "input gradient");
+        detail::require_buffer(dy, {N, OH, OW, C}, "avg_pool backward", "output gradient", dy.device());
+        detail::require_buffer(dx, c.input, "avg_pool backward", "input gradient", dy.device());
+        if (detail::portable(dy)) {
+            if (!accumulate) detail::zero(dx);
+            const tensor windows = tensor::from_blob(dx.data_ptr(), {N, OH, k, OW, k, C}, dtype::f32, dx.storage(),
+                                                     strides{H * W * C, k * W * C, W * C, k * C, C, 1}, dx.device());
+            const tensor spread = dy.view({N, OH, 1, OW, 1, C}).expand({N, OH, k, OW, k, C});
+            assign(windows, windows + spread * (1.0f / static_cast<float>(k * k)));
+            return;
+        }
         const float* g = dy.data<float>();
         float* out = dx.data<float>();
         const float inverse = 1.0f / static_cast<float>(k * k);

@@ -1,10 +1,17 @@
-// clip/backend/cuda/conv.hpp: 2-D convolution on a CUDA device as unfold + product.
+// clip/backend/cuda/conv.hpp: 2-D convolution on a CUDA device as unfold + product, and its two
+// backward passes.
 //
 // The input is unfolded into a [B·H'·W', C·KH·KW] matrix (im2col in kernels.hpp) and multiplied
 // by the kernel seen as [O, C·KH·KW]ᵀ on cuBLASLt, the bias and activation fused there. The
 // product's rows are pixels, so the result is [B, O, H', W'] laid out channels-last, which is
 // what the next layer reads best. For ViT's patch embedding (kernel = stride, no padding) the
 // unfold is a pure rearrangement of the image.
+//
+// Backward, with dY seen as the [B·H'·W', O] matrix of its pixels:
+//   weights  dK [O, C·KH·KW] (+)= dYᵀ · im2col(x)
+//   data     dX = col2im(dY · K): each input element sums the unfolded entries that read it, a
+//            gather (one thread per element, no atomics), so the result does not depend on
+//            scheduling.
 #pragma once
 
 #include "clip/backend/cuda/jit.hpp"
@@ -14,29 +21,82 @@
 
 namespace clip::detail::cuda {
 
-inline tensor conv2d(const tensor& input, const tensor& w, const conv2d_options& o, const shape& out_shape) {
-    check(o.groups == 1, "conv2d on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
-    const tensor& x = input;
-    const std::int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = out_shape[2], OW = out_shape[3];
-    const tensor out = empty_channels_last(out_shape, x.device());
-    if (out.numel() == 0) return out;
+/// The 14 integer geometry parameters shared by im2col and col2im.
+struct conv_geometry {
+    int p[14];
+    conv_geometry(const tensor& x, std::int64_t KH, std::int64_t KW, std::int64_t OH, std::int64_t OW, const conv2d_options& o)
+        : p{static_cast<int>(x.size(0)), static_cast<int>(x.size(1)), static_cast<int>(x.size(2)), static_cast<int>(x.size(3)),
+            static_cast<int>(KH), static_cast<int>(KW), static_cast<int>(OH), static_cast<int>(OW),
+            static_cast<int>(o.stride[0]), static_cast<int>(o.stride[1]), static_cast<int>(o.padding[0]),
+            static_cast<int>(o.padding[1]), static_cast<int>(o.dilation[0]), static_cast<int>(o.dilation[1])} {}
+};
+
+/// Runs im2col (x -> cols) or col2im (cols -> x) over x's strides.
+inline void unfold_kernel(const char* name, const float* from, float* to, conv_geometry g, const tensor& x,
+                          std::int64_t elements) {
     const int index = x.device().index;
-    const tensor cols = tensor::empty({N * OH * OW, C * KH * KW}, dtype::f32, x.device());
-    int p[15] = {static_cast<int>(N), static_cast<int>(C), static_cast<int>(H), static_cast<int>(W), static_cast<int>(KH),
-                 static_cast<int>(KW), static_cast<int>(OH), static_cast<int>(OW), static_cast<int>(o.stride[0]),
-                 static_cast<int>(o.stride[1]), static_cast<int>(o.padding[0]), static_cast<int>(o.padding[1]),
-                 static_cast<int>(o.dilation[0]), static_cast<int>(o.dilation[1]), 0};
     std::int64_t xs[4] = {x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
-    const float* xp = x.data<float>();
-    float* cp = cols.data<float>();
-    const std::int64_t blocks = std::min<std::int64_t>((cols.numel() + 255) / 256, 65536);
-    launch(kernel(kernels_source(), "kernels", "im2col", index), dim3(static_cast<unsigned>(blocks)), dim3(256), 0, index,
-           {&xp, &cp, &p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &p[7], &p[8], &p[9], &p[10], &p[11], &p[12], &p[13], &xs[0], &xs[1], &xs[2], &xs[3]},
-           "CUDA im2col launch");
-    const tensor rows = out.permute({0, 2, 3, 1}).view({N * OH * OW, O}); // channels-last memory as [pixels, O]
-    matmul(rows, cols, w.reshape({O, C * KH * KW}).t(), {.bias = o.bias, .act = o.act});
+    const std::int64_t blocks = std::min<std::int64_t>((elements + 255) / 256, 65536);
+    int* p = g.p;
+    launch(kernel(kernels_source(), "kernels", name, index), dim3(static_cast<unsigned>(blocks)), dim3(256), 0, index,
+           {&from, &to, &p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &p[7], &p[8], &p[9], &p[10], &p[11], &p[12], &p[13],
+            &xs[0], &xs[1], &xs[2], &xs[3]},
+           "CUDA im2col/col2im launch");
+}
+
+/// x [N, C, H, W] (any strides) -> its unfolded [N·OH·OW, C·KH·KW] matrix.
+inline tensor im2col(const tensor& x, std::int64_t KH, std::int64_t KW, std::int64_t OH, std::int64_t OW, const conv2d_options& o) {
+    const tensor cols = tensor::empty({x.size(0) * OH * OW, x.size(1) * KH * KW}, dtype::f32, x.device());
+    if (cols.numel() > 0) unfold_kernel("im2col", x.data<float>(), cols.data<float>(), conv_geometry(x, KH, KW, OH, OW, o), x, cols.numel());
+    return cols;
+}
+
+/// A channels-last [N, O, OH, OW] tensor as the [N·OH·OW, O] matrix of its pixels (a copy when
+/// it is laid out otherwise).
+inline tensor pixel_rows(const tensor& t) {
+    const tensor pixels = t.permute({0, 2, 3, 1});
+    return (pixels.is_contiguous() ? pixels : pixels.contiguous()).view({t.size(0) * t.size(2) * t.size(3), t.size(1)});
+}
+
+/// conv2d(x, w, o) into out [N, O, OH, OW] (row-major or channels-last).
+inline void conv2d_into(const tensor& out, const tensor& x, const tensor& w, const conv2d_options& o) {
+    check(o.groups == 1, "conv2d on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
+    if (out.numel() == 0) return;
+    const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = out.size(2), OW = out.size(3);
+    const tensor cols = im2col(x, KH, KW, OH, OW, o);
+    const tensor pixels = out.permute({0, 2, 3, 1});
+    const bool direct = pixels.is_contiguous();
+    const tensor rows = direct ? pixels.view({out.size(0) * OH * OW, O}) : tensor::empty({out.size(0) * OH * OW, O}, dtype::f32, x.device());
+    matmul(rows, cols, w.reshape({O, w.size(1) * KH * KW}).t(), {.bias = o.bias, .act = o.act});
+    if (!direct) pixels.copy_from(rows.view({out.size(0), OH, OW, O}));
+}
+
+inline tensor conv2d(const tensor& x, const tensor& w, const conv2d_options& o, const shape& out_shape) {
+    const tensor out = empty_channels_last(out_shape, x.device());
+    conv2d_into(out, x, w, o);
     return out;
+}
+
+/// dw [O, C, KH, KW] (contiguous) = (or +=) the kernel gradient of conv2d(x, w, o) for dy.
+inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const tensor& dy, const conv2d_options& o, bool accumulate) {
+    check(o.groups == 1, "conv2d backward on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
+    const std::int64_t O = dw.size(0), KH = dw.size(2), KW = dw.size(3);
+    const tensor grad = dw.view({O, dw.size(1) * KH * KW});
+    if (dy.numel() == 0) {
+        if (!accumulate) grad.copy_from(tensor::zeros(grad.shape()).to(dw.device()));
+        return;
+    }
+    matmul(grad, pixel_rows(dy).t(), im2col(x, KH, KW, dy.size(2), dy.size(3), o), {.residual = accumulate ? grad : tensor{}});
+}
+
+/// dx [N, C, H, W] (any strides) = the input gradient of conv2d(x, w, o) for dy.
+inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tensor& w, const conv2d_options& o) {
+    check(o.groups == 1, "conv2d backward on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
+    if (dx.numel() == 0) return;
+    const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = dy.size(2), OW = dy.size(3);
+    const tensor cols = tensor::empty({dy.size(0) * OH * OW, dx.size(1) * KH * KW}, dtype::f32, dx.device());
+    if (cols.numel() > 0) matmul(cols, pixel_rows(dy), w.reshape({O, dx.size(1) * KH * KW}), {});
+    unfold_kernel("col2im", cols.data<float>(), dx.data<float>(), conv_geometry(dx, KH, KW, OH, OW, o), dx, dx.numel());
 }
 
 } // namespace clip::detail::cuda

@@ -161,6 +161,30 @@ extern "C" __global__ void im2col(const float* x, float* cols, int N, int C, int
     }
 }
 
+// The adjoint of im2col: x[n, c, h, w] = the sum of the unfolded entries that read it, over the
+// taps (kh, kw) whose output position (oh, ow) is whole and inside the output. Elements in
+// (n, h, w, c) order, c fastest: channels-last writes and reads of neighbouring columns coalesce.
+extern "C" __global__ void col2im(const float* cols, float* x, int N, int C, int H, int W, int KH, int KW,
+                                  int OH, int OW, int sh, int sw, int ph, int pw, int dh, int dw,
+                                  i64 xs0, i64 xs1, i64 xs2, i64 xs3) {
+    const i64 K = (i64)C * KH * KW;
+    const i64 n_all = (i64)N * C * H * W;
+    for (i64 e = (i64)blockIdx.x * blockDim.x + threadIdx.x; e < n_all; e += (i64)gridDim.x * blockDim.x) {
+        const int c = (int)(e % C), w = (int)((e / C) % W), h = (int)((e / ((i64)C * W)) % H), n = (int)(e / ((i64)C * W * H));
+        float s = 0.0f;
+        for (int kh = 0; kh < KH; ++kh) {
+            const int ty = h + ph - kh * dh;
+            if (ty < 0 || ty % sh != 0 || ty / sh >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int tx = w + pw - kw * dw;
+                if (tx < 0 || tx % sw != 0 || tx / sw >= OW) continue;
+                s += cols[((i64)(n * OH + ty / sh) * OW + tx / sw) * K + ((i64)c * KH + kh) * KW + kw];
+            }
+        }
+        x[n * xs0 + c * xs1 + h * xs2 + w * xs3] = s;
+    }
+}
+
 // Reduces axis R of a contiguous (outer, R, inner) f32 tensor: kind 0 sum, 1 mean, 2 max, 3 argmax (i64 out).
 extern "C" __global__ void reduce_axis(const float* in, void* out, i64 outer, i64 R, i64 inner, int kind) {
     const i64 n = outer * inner;
