@@ -1,6 +1,7 @@
 // Tests for clip/train/checkpoint.hpp: weights saved under either naming scheme load as the
-// same model; a checkpoint restores parameters, moments and step, and training continues exactly
-// as the uninterrupted run; the `latest` pointer; damaged checkpoints are refused.
+// same model; a checkpoint restores parameters, moments and step (and a ResNet's running
+// statistics), and training continues exactly as the uninterrupted run; the `latest` pointer;
+// damaged checkpoints are refused.
 #include "../support.hpp"
 
 #include <clip/train/checkpoint.hpp>
@@ -124,6 +125,41 @@ TEST_CASE("a resumed run continues bit for bit") {
     clip::train::save_checkpoint(tmp.path(), resumed, resumed_opt, clip::naming_scheme::openai, {});
     CHECK(clip::train::latest_checkpoint(tmp.path())->filename() == "step-00000006");
     CHECK(fs::exists(tmp / "step-00000003" / "weights.safetensors"));
+}
+
+TEST_CASE("a ModifiedResNet's running statistics are saved with its weights and restored on resume") {
+    clip::test::temp_dir tmp;
+    const clip::clip_config c = clip::detail::make_resnet(16, 64, {1, 1, 1, 1}, 8, 64, 1);
+    const clip::train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
+    const auto buffers = [](const clip::train::parameter_store& s) {
+        std::vector<float> out;
+        for (const clip::train::model_buffer& b : s.buffers()) {
+            const std::vector<float> v = b.value.to(clip::dtype::f32).to_vector<float>();
+            out.insert(out.end(), v.begin(), v.end());
+        }
+        return out;
+    };
+    clip::train::parameter_store straight = clip::train::parameter_store::random(c, 5);
+    clip::train::adamw straight_opt(straight, options);
+    train_steps(straight, straight_opt, 0, 4);
+    CHECK(straight.buffer("visual.bn1.num_batches_tracked").value.item<std::int64_t>() == 4);
+
+    clip::train::parameter_store first = clip::train::parameter_store::random(c, 5);
+    clip::train::adamw first_opt(first, options);
+    train_steps(first, first_opt, 0, 2);
+    const fs::path saved = clip::train::save_checkpoint(tmp.path(), first, first_opt, clip::naming_scheme::openai, {});
+    // The weights file alone is a whole model: it loads for inference and as a store.
+    const clip::train::parameter_store loaded = clip::train::parameter_store::load(saved / "weights.safetensors");
+    CHECK(buffers(loaded) == buffers(first));
+    CHECK_NOTHROW((void)clip::model::load(saved / "weights.safetensors"));
+
+    clip::train::parameter_store resumed = clip::train::parameter_store::random(c, 6);
+    clip::train::adamw resumed_opt(resumed, options);
+    (void)clip::train::load_checkpoint(saved, resumed, resumed_opt);
+    CHECK(buffers(resumed) == buffers(first));
+    train_steps(resumed, resumed_opt, 2, 4);
+    CHECK(all_values(resumed) == all_values(straight));
+    CHECK(buffers(resumed) == buffers(straight));
 }
 
 TEST_CASE("damaged or mismatched checkpoints are refused") {

@@ -1,6 +1,7 @@
 // clip/train/checkpoint.hpp: what a training run writes, and how it resumes.
 //
-//   save_weights(file, store, scheme)      the parameters alone, under the names of `scheme`:
+//   save_weights(file, store, scheme)      the parameters (and a ResNet's BatchNorm buffers, as
+//                                          PyTorch's state dict holds them), under the names of `scheme`:
 //                                          OpenAI/OpenCLIP state-dict names, or Hugging Face
 //                                          CLIPModel names (q/k/v split, projections transposed),
 //                                          so the file loads wherever the run's starting
@@ -48,7 +49,8 @@ inline std::string step_directory_name(std::int64_t step) {
 
 namespace clip::train {
 
-/// The parameters of `store` as a state dict in `scheme`'s names (values are views or copies).
+/// The parameters of `store` as a state dict in `scheme`'s names (values are views or copies),
+/// then its buffers (a ResNet's running statistics: OpenAI names only).
 inline std::vector<std::pair<std::string, tensor>> state_dict(const parameter_store& store, naming_scheme scheme) {
     std::vector<std::pair<std::string, tensor>> out;
     // Hugging Face's CLIPModel has a ViT image tower and no SigLIP bias.
@@ -74,6 +76,7 @@ inline std::vector<std::pair<std::string, tensor>> state_dict(const parameter_st
             out.emplace_back(name + "v_proj" + suffix, p.value.slice(0, 2 * n, 3 * n));
         }
     }
+    for (const model_buffer& b : store.buffers()) out.emplace_back(b.name, b.value);
     return out;
 }
 
@@ -131,8 +134,8 @@ inline std::optional<std::filesystem::path> latest_checkpoint(const std::filesys
     return step_dir;
 }
 
-/// Restores the parameters, AdamW's moments and its step count from a step directory written by
-/// save_checkpoint; returns the run state stored with them. The store and the optimiser must be
+/// Restores the parameters, a ResNet's BatchNorm buffers, AdamW's moments and its step count from
+/// a step directory written by save_checkpoint; returns the run state stored with them. The store and the optimiser must be
 /// of the same architecture (every tensor is checked).
 inline run_state load_checkpoint(const std::filesystem::path& step_dir, parameter_store& store, adamw& optimizer) {
     const std::filesystem::path weights = step_dir / "weights.safetensors", state_file = step_dir / "state.safetensors";
@@ -155,6 +158,7 @@ inline run_state load_checkpoint(const std::filesystem::path& step_dir, paramete
             target.view(p.value.shape()).copy_from(saved.to(target.device()));
         }
     }
+    for (const model_buffer& b : store.buffers()) b.value.copy_from(source.get(b.name, b.value.shape()).to(b.value.device()));
     optimizer.resume_at(std::stoll(step->second));
     return run_state(meta.begin(), meta.end());
 }

@@ -95,7 +95,8 @@ public:
     /// The dtype of the products: f32 (the default), or bf16 for mixed precision on a GPU, as
     /// PyTorch's autocast to bf16 does for products: each forward converts the f32 weights into a
     /// bf16 copy, every product takes bf16 operands with f32 accumulation and f32 output, and
-    /// everything else (layer norms, softmax, the loss, gradients, AdamW) stays f32.
+    /// everything else (layer norms, softmax, the loss, gradients, AdamW) stays f32. A
+    /// ModifiedResNet image tower keeps f32 products (only the text tower's are bf16).
     void set_precision(dtype products) {
         detail::check<dtype_error>(products == dtype::f32 || products == dtype::bf16, "clip_model: products in ", products,
                                    "; f32 or bf16 (mixed precision)");
