@@ -125,6 +125,37 @@ clip::clip_config multi_head_config() {
     return c;
 }
 
+/// A random store on the CPU and its copy on the GPU, each with a model and an AdamW, stepped
+/// side by side.
+struct side_by_side {
+    train::parameter_store on_cpu, on_gpu;
+    train::clip_model cpu_model, gpu_model;
+    train::adamw cpu_optimizer, gpu_optimizer;
+
+    side_by_side(const clip::clip_config& c, std::uint64_t seed, train::objective kind = train::objective::clip)
+        : on_cpu(train::parameter_store::random(c, seed, kind)), on_gpu(on_cpu.to(gpu)), cpu_model(on_cpu), gpu_model(on_gpu),
+          cpu_optimizer(on_cpu, {.lr = 1e-3, .weight_decay = 0.1}), gpu_optimizer(on_gpu, {.lr = 1e-3, .weight_decay = 0.1}) {}
+
+    /// forward + backward on both (the batch copied to the GPU for it): the same loss, and every
+    /// gradient within 1e-4 of its largest element.
+    void forward_backward(const tensor& images, const tensor& ids) {
+        const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
+        const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids.to(gpu), true);
+        CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
+        check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
+    }
+
+    /// AdamW on both from the CPU's gradients: its first steps move a parameter by about ±lr
+    /// whatever the gradient's size, so a gradient within rounding of zero could step either way.
+    void step_from_cpu_gradients() {
+        clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
+        cpu_optimizer.step();
+        gpu_optimizer.step();
+        train::clamp_logit_scale(on_cpu);
+        train::clamp_logit_scale(on_gpu);
+    }
+};
+
 } // namespace
 
 TEST_CASE("training attention on the GPU matches the CPU, in shared memory and for long sequences") {
@@ -199,35 +230,23 @@ TEST_CASE("a model with several heads trains the same on the GPU and the CPU, st
     const clip::clip_config c = multi_head_config();
     for (const train::objective kind : {train::objective::clip, train::objective::siglip}) {
         INFO((kind == train::objective::siglip ? "SigLIP" : "ClipLoss"));
-        const train::parameter_store on_cpu = train::parameter_store::random(c, 7, kind);
-        const train::parameter_store on_gpu = on_cpu.to(gpu);
-        train::clip_model cpu_model(on_cpu), gpu_model(on_gpu);
-        const train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
-        train::adamw cpu_optimizer(on_cpu, options), gpu_optimizer(on_gpu, options);
+        side_by_side both(c, 7, kind);
         const tensor images = clip::rand_normal({6, 3, 32, 32}, 3);
         const tensor ids = caption_ids(6, c.text.vocab_size, 4);
         for (int step = 1; step <= 3; ++step) {
             INFO("step " << step);
-            const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
-            const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids.to(gpu), true);
-            CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
-            check_close("logits", gpu_model.logits(), cpu_model.logits(), 1e-5, 1.0);
-            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
-            const double cpu_norm = train::clip_grad_norm(on_cpu, 1.0), gpu_norm = train::clip_grad_norm(on_gpu, 1.0);
+            both.forward_backward(images, ids);
+            check_close("logits", both.gpu_model.logits(), both.cpu_model.logits(), 1e-5, 1.0);
+            const double cpu_norm = train::clip_grad_norm(both.on_cpu, 1.0), gpu_norm = train::clip_grad_norm(both.on_gpu, 1.0);
             CHECK(std::abs(gpu_norm - cpu_norm) <= 1e-5 * cpu_norm);
-            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
-            // AdamW from the same gradients: its first steps move a parameter by about ±lr whatever the
-            // gradient's size, so a gradient within rounding of zero could step either way.
-            clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
-            cpu_optimizer.step();
-            gpu_optimizer.step();
-            train::clamp_logit_scale(on_cpu);
-            train::clamp_logit_scale(on_gpu);
-            for (const train::parameter& p : on_gpu.parameters())
-                check_close(p.name + " after the step", p.value, on_cpu.at(p.name).value, 1e-6, 1.0);
+            check_gradients(both.on_gpu, [&](const std::string& name) { return both.on_cpu.at(name).grad; }, 1e-4);
+            both.step_from_cpu_gradients();
+            for (const train::parameter& p : both.on_gpu.parameters())
+                check_close(p.name + " after the step", p.value, both.on_cpu.at(p.name).value, 1e-6, 1.0);
         }
         // The key bias cannot change the loss: its gradient stays exactly zero on the GPU too.
-        const std::vector<float> key_bias = on_gpu.at("transformer.resblocks.0.attn.in_proj_bias").grad.slice(0, 128, 256).to_vector<float>();
+        const std::vector<float> key_bias =
+            both.on_gpu.at("transformer.resblocks.0.attn.in_proj_bias").grad.slice(0, 128, 256).to_vector<float>();
         CHECK(std::all_of(key_bias.begin(), key_bias.end(), [](float g) { return g == 0.0f; }));
     }
 }
@@ -362,31 +381,22 @@ TEST_CASE("a ModifiedResNet trains the same on the GPU and the CPU: loss, gradie
     c.text.vocab_size = 500;
     for (const bool training : {true, false}) {
         INFO((training ? "training mode" : "eval mode"));
-        const train::parameter_store on_cpu = train::parameter_store::random(c, 17);
-        const train::parameter_store on_gpu = on_cpu.to(gpu);
-        train::clip_model cpu_model(on_cpu), gpu_model(on_gpu);
-        cpu_model.set_training(training);
-        gpu_model.set_training(training);
-        const train::adamw_options options{.lr = 1e-3, .weight_decay = 0.1};
-        train::adamw cpu_optimizer(on_cpu, options), gpu_optimizer(on_gpu, options);
+        side_by_side both(c, 17);
+        both.cpu_model.set_training(training);
+        both.gpu_model.set_training(training);
         const tensor images = clip::rand_normal({4, 3, 64, 64}, 18);
         const tensor ids = caption_ids(4, c.text.vocab_size, 19);
         for (int step = 1; step <= 2; ++step) {
             INFO("step " << step);
-            const float cpu_loss = train_step(on_cpu, cpu_model, cpu_optimizer, images, ids, true);
-            const float gpu_loss = train_step(on_gpu, gpu_model, gpu_optimizer, images.to(gpu), ids, true);
-            CHECK(std::abs(gpu_loss - cpu_loss) <= 1e-5 * std::abs(cpu_loss));
-            check_close("image features", gpu_model.image_features(), cpu_model.image_features(), 1e-4, 1.0);
-            check_gradients(on_gpu, [&](const std::string& name) { return on_cpu.at(name).grad; }, 1e-4);
-            for (const train::model_buffer& b : on_gpu.buffers()) {
+            both.forward_backward(images, ids);
+            check_close("image features", both.gpu_model.image_features(), both.cpu_model.image_features(), 1e-4, 1.0);
+            for (const train::model_buffer& b : both.on_gpu.buffers()) {
                 INFO(b.name);
-                const tensor& expected = on_cpu.buffer(b.name).value;
+                const tensor& expected = both.on_cpu.buffer(b.name).value;
                 if (b.value.dtype() == clip::dtype::i64) CHECK(b.value.to(cpu).to_vector<std::int64_t>() == expected.to_vector<std::int64_t>());
                 else check_close(b.name, b.value, expected, 1e-5, 1.0);
             }
-            clip::detail::copy_between(on_gpu.gradient_block(), on_cpu.gradient_block());
-            cpu_optimizer.step();
-            gpu_optimizer.step();
+            both.step_from_cpu_gradients();
         }
     }
 }
