@@ -44,18 +44,26 @@ inline void unfold_kernel(const char* name, const float* from, float* to, conv_g
            "CUDA im2col/col2im launch");
 }
 
-/// x [N, C, H, W] (any strides) -> its unfolded [N·OH·OW, C·KH·KW] matrix.
-inline tensor im2col(const tensor& x, std::int64_t KH, std::int64_t KW, std::int64_t OH, std::int64_t OW, const conv2d_options& o) {
-    const tensor cols = tensor::empty({x.size(0) * OH * OW, x.size(1) * KH * KW}, dtype::f32, x.device());
-    if (cols.numel() > 0) unfold_kernel("im2col", x.data<float>(), cols.data<float>(), conv_geometry(x, KH, KW, OH, OW, o), x, cols.numel());
-    return cols;
-}
-
 /// A channels-last [N, O, OH, OW] tensor as the [N·OH·OW, O] matrix of its pixels (a copy when
 /// it is laid out otherwise).
 inline tensor pixel_rows(const tensor& t) {
     const tensor pixels = t.permute({0, 2, 3, 1});
     return (pixels.is_contiguous() ? pixels : pixels.contiguous()).view({t.size(0) * t.size(2) * t.size(3), t.size(1)});
+}
+
+/// Whether a KH×KW kernel with options `o` reads each pixel once, in place: 1×1, stride 1, no
+/// padding. Its unfolded matrix is then the input's pixel rows (most of a ResNet's convolutions).
+inline bool pointwise(std::int64_t KH, std::int64_t KW, const conv2d_options& o) {
+    return KH == 1 && KW == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 && o.padding[1] == 0;
+}
+
+/// x [N, C, H, W] (any strides) -> its unfolded [N·OH·OW, C·KH·KW] matrix (a view of a
+/// channels-last x for a pointwise kernel).
+inline tensor im2col(const tensor& x, std::int64_t KH, std::int64_t KW, std::int64_t OH, std::int64_t OW, const conv2d_options& o) {
+    if (pointwise(KH, KW, o)) return pixel_rows(x);
+    const tensor cols = tensor::empty({x.size(0) * OH * OW, x.size(1) * KH * KW}, dtype::f32, x.device());
+    if (cols.numel() > 0) unfold_kernel("im2col", x.data<float>(), cols.data<float>(), conv_geometry(x, KH, KW, OH, OW, o), x, cols.numel());
+    return cols;
 }
 
 /// conv2d(x, w, o) into out [N, O, OH, OW] (row-major or channels-last).
@@ -94,6 +102,9 @@ inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tenso
     check(o.groups == 1, "conv2d backward on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
     if (dx.numel() == 0) return;
     const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = dy.size(2), OW = dy.size(3);
+    const tensor pixels = dx.permute({0, 2, 3, 1});
+    if (pointwise(KH, KW, o) && pixels.is_contiguous()) // dx's pixel rows are the unfolded gradient itself
+        return matmul(pixels.view({dx.size(0) * OH * OW, dx.size(1)}), pixel_rows(dy), w.reshape({O, dx.size(1)}), {});
     const tensor cols = tensor::empty({dy.size(0) * OH * OW, dx.size(1) * KH * KW}, dtype::f32, dx.device());
     if (cols.numel() > 0) matmul(cols, pixel_rows(dy), w.reshape({O, dx.size(1) * KH * KW}), {});
     unfold_kernel("col2im", cols.data<float>(), dx.data<float>(), conv_geometry(dx, KH, KW, OH, OW, o), dx, dx.numel());
