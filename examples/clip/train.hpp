@@ -38,6 +38,9 @@
 #include <vector>
 
 #include "clip/dist/connect.hpp"
+#if CLIP_WITH_NCCL
+#include "clip/dist/nccl.hpp"
+#endif
 #include "common.hpp"
 
 namespace clip_tool {
@@ -82,6 +85,7 @@ struct train_options {
     bool local_loss = false;
     bool gather_with_grad = false;
     double dist_timeout = 300;
+    std::string dist_backend = "mpi";
 };
 
 inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
@@ -150,6 +154,10 @@ inline CLI::App* add_train_command(CLI::App& app, train_options& o) {
     cmd->add_option("--dist-timeout", o.dist_timeout, "Several ranks: seconds a collective may wait for the others")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    cmd->add_option("--dist-backend", o.dist_backend,
+                    "Several ranks on GPUs: mpi (features and gradients through host memory) or nccl (GPU to GPU; one GPU per rank)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"mpi", "nccl"}));
     cmd->footer("Example (the demo: a small CLIP from scratch on the built-in shapes):\n"
                 "  clip train --dataset-type synthetic --config examples/train/synthetic-small.json --batch-size 64 \\\n"
                 "             --steps 2000 --lr 1e-3 --warmup 50 --wd 0.1 --save run --grid predictions.png");
@@ -423,7 +431,19 @@ inline void run_train(const train_options& o) {
     }
     clip::train::clip_model model(*store);
     if (o.precision == "amp_bf16") model.set_precision(clip::dtype::bf16);
-    if (world->size() > 1) model.set_world(*world, {.local_loss = o.local_loss, .gather_with_grad = o.gather_with_grad});
+    // --dist-backend nccl: the training collectives between the GPUs' memories, the ranks met
+    // through MPI (which still broadcast the start and shard the data).
+    std::unique_ptr<clip::dist::communicator> gpus;
+    if (world->size() > 1 && o.dist_backend == "nccl") {
+        if (!where.is_cuda()) throw clip::error("train: --dist-backend nccl needs --device cuda");
+#if CLIP_WITH_NCCL
+        gpus = clip::dist::nccl_communicator::over(*world, where.index, o.dist_timeout);
+#else
+        throw clip::error("train: --dist-backend nccl: this clip was built without NCCL");
+#endif
+    }
+    if (world->size() > 1)
+        model.set_world(gpus ? *gpus : *world, {.local_loss = o.local_loss, .gather_with_grad = o.gather_with_grad});
     auto window_start = clock::now();
     std::int64_t window_samples = 0, skipped = 0;
     double loss_sum = 0;
