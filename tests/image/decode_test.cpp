@@ -352,6 +352,18 @@ TEST_CASE("garbage, other formats, empty, missing and oversized inputs give clea
     CHECK(contains(tiny, "zero.png"));
 }
 
+TEST_CASE("a PNG chunk declaring more bytes than the file holds fails at once, without allocating them") {
+    // libpng allocates and zeroes a chunk's declared length before reading it: a 60-byte file
+    // whose zTXt chunk claims 2 GB took seconds and 2 GB of memory to reject (found by fuzzing).
+    std::vector<std::uint8_t> bytes = png_header_only(5, 9);
+    bytes.resize(33); // the signature and IHDR
+    bytes.insert(bytes.end(), {0x7b, 0x00, 0x00, 0x1e, 'z', 'T', 'X', 't', 'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 0});
+    const std::string message = error_message([&] { (void)clip::decode_image(bytes, "huge-chunk.png"); });
+    CHECK(contains(message, "huge-chunk.png"));
+    CHECK(contains(message, "declares 2063597598 bytes"));
+    CHECK_THROWS_AS((void)clip::decode_image(bytes, "huge-chunk.png"), clip::io_error);
+}
+
 TEST_CASE("decoding is reentrant: many threads decoding at once agree with one") {
     const auto dir = clip::test::reference_dir();
     if (!dir) {

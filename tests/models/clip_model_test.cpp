@@ -265,6 +265,17 @@ TEST_CASE("checkpoints that do not fit the architecture name the file and the te
         // scale here), which ignoring would silently change every output.
         {"extra", [](auto& t) { t.emplace_back("visual.transformer.resblocks.0.ls_1.gamma", tensor::ones({128})); },
          "visual.transformer.resblocks.0.ls_1.gamma", "does not use"},
+        // Found by fuzzing: a 20-digit layer index threw std::out_of_range from std::stoll; a
+        // scalar where infer_config reads a shape's last extent read outside the shape; an empty
+        // positional embedding gave sqrt(-1) and an overflowing image size.
+        {"huge-layer-index", [](auto& t) { t.emplace_back("visual.transformer.resblocks.99999999999999999999.x", tensor::ones({1})); },
+         "visual.transformer.resblocks.2.", "missing"},
+        {"scalar-conv", [](auto& t) {
+             for (auto& p : t) if (p.first == "visual.conv1.weight") p.second = tensor::zeros({});
+         }, "visual.conv1.weight", "has shape []; a CLIP model's has 4 dimensions"},
+        {"empty-positional", [](auto& t) {
+             for (auto& p : t) if (p.first == "visual.positional_embedding") p.second = tensor::zeros({0, 128});
+         }, "inferred from the tensor shapes is invalid", "vision.image_size must be positive, got 0"},
         {"hf-missing-q", [&](auto& t) {
              t = all_tensors(*dir / "vit_hf.safetensors");
              std::erase_if(t, [](const auto& p) { return p.first == "text_model.encoder.layers.0.self_attn.q_proj.bias"; });
@@ -357,6 +368,27 @@ TEST_CASE("an OpenCLIP model config gives the architecture and the activation") 
     const std::string explicit_text = R"("text_cfg": {"vocab_size": 1000, "width": 128, "heads": 2, "layers": 2, "pool_type": "argmax", "ls_init_value": null, "embed_cls": false, "hf_model_name": null})";
     const auto defaults = config_path("defaults", "{\"embed_dim\": 64, \"quick_gelu\": true, " + vision + ", " + explicit_text + "}");
     check_against_fixture(clip::model::load(*dir / "vit.safetensors", defaults), *dir / "vit_io.safetensors", 1e-4);
+    // Found by fuzzing: sizes that overflowed or divided by zero while the head counts were
+    // computed, before validate(), and a float beyond float's range (undefined conversions).
+    const std::vector<std::pair<std::string, std::string>> bad_numbers{
+        {R"("vision_cfg": {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8, "head_width": 0})", "'head_width' must be an integer from 1 to 16777216, it is 0"},
+        {R"("vision_cfg": {"image_size": 32, "layers": 2, "width": -9223372036854775808, "patch_size": 8})", "'width' must be an integer from 1 to 16777216"},
+        {R"("vision_cfg": {"image_size": 64, "layers": [1, 1e20, 1, 1], "width": 32})", "'layers' must be an integer from 1 to 16777216, it is 1e+20"},
+        {R"("vision_cfg": {"image_size": 4611686018427387904, "layers": 2, "width": 128, "patch_size": 1})", "'image_size' must be an integer"},
+    };
+    std::vector<std::filesystem::path> bad_paths;
+    for (const auto& [bad_vision, expected] : bad_numbers) {
+        bad_paths.push_back(config_path("bad" + std::to_string(bad_paths.size()), "{\"embed_dim\": 64, " + bad_vision + ", " + text + "}"));
+        const std::string bad_message = clip::test::error_message([&] { (void)clip::read_config(bad_paths.back()); });
+        INFO(bad_message);
+        CHECK(clip::test::contains(bad_message, bad_paths.back().string()));
+        CHECK(clip::test::contains(bad_message, expected));
+        CHECK_THROWS_AS((void)clip::read_config(bad_paths.back()), clip::io_error);
+    }
+    bad_paths.push_back(config_path("eps", R"({"vision_config": {}, "text_config": {"layer_norm_eps": 1e300}})"));
+    CHECK(clip::test::contains(clip::test::error_message([&] { (void)clip::read_config(bad_paths.back()); }),
+                               "layer_norm_eps must be in (0, 1), it is 1e+300"));
+    for (const auto& p : bad_paths) std::filesystem::remove(p);
     for (const auto& p : {quick, plain, wrong, broken, hub, scaled, last, defaults}) std::filesystem::remove(p);
 }
 

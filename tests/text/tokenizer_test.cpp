@@ -470,6 +470,12 @@ TEST_CASE("vocabulary: loading errors are io_errors naming the file") {
     CHECK(contains(load_error(dir / "vocab.json"), "invalid JSON"));
     write_file(dir / "vocab.json", "{\"a\": 0}");
     CHECK(contains(load_error(dir / "vocab.json"), "byte symbol"));
+    // An id beyond the number of tokens: it used to size the token table (2^31 strings, an
+    // out-of-memory abort; found by fuzzing).
+    write_file(dir / "vocab.json", "{\"a\": 2147483646}");
+    const std::string huge_id = load_error(dir / "vocab.json");
+    CHECK(contains(huge_id, (dir / "vocab.json").string()));
+    CHECK(contains(huge_id, "the id 2147483646 of \"a\" is not below the number of tokens, 1"));
     fs::remove(dir / "merges.txt");
     CHECK(contains(load_error(dir.path()), "merges.txt"));
 }

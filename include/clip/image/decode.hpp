@@ -266,6 +266,23 @@ inline bool read_rows(decoder& d, png_bytepp rows) {
     return true;
 }
 
+/// libpng allocates and zeroes a chunk's declared length before reading its data (zTXt, iTXt,
+/// iCCP, unknown chunks: up to 2 GB), so a 60-byte file declaring a 2 GB chunk took seconds and
+/// gigabytes to reject. The chunks before the image data (those png_read_info reads) must lie
+/// within the input; the IDAT chunks are streamed and the ones after them are not read.
+inline void check_chunk_lengths(std::span<const std::uint8_t> bytes, const image_source& name) {
+    for (std::size_t at = 8; bytes.size() - at >= 8;) {
+        const std::uint8_t* chunk = bytes.data() + at;
+        if (std::memcmp(chunk + 4, "IDAT", 4) == 0) return;
+        const std::uint64_t length = std::uint64_t{chunk[0]} << 24 | std::uint64_t{chunk[1]} << 16 |
+                                     std::uint64_t{chunk[2]} << 8 | chunk[3];
+        if (length + 12 > bytes.size() - at)
+            image_failure(name, message("invalid or truncated PNG: the chunk at byte ", at, " declares ", length,
+                                        " bytes of data, more than the ", bytes.size() - at, " bytes left"));
+        at += static_cast<std::size_t>(length) + 12;
+    }
+}
+
 inline image decode(std::span<const std::uint8_t> bytes, const image_source& name) {
     auto d = std::make_unique<decoder>();
     d->data = bytes.data();
@@ -279,6 +296,7 @@ inline image decode(std::span<const std::uint8_t> bytes, const image_source& nam
         }
     } destroy{d.get()};
     if (!d->png || !d->info) image_failure(name, "libpng could not allocate its decoder");
+    check_chunk_lengths(bytes, name);
     auto fail = [&] { image_failure(name, message("invalid or truncated PNG: ", d->message)); };
 
     header h;

@@ -38,18 +38,21 @@ namespace detail {
 
 /// The distinct N of names "<prefix>N.<rest>" (layer counts, as build_model counts them).
 inline std::int64_t count_indexed(const std::vector<std::string>& names, const std::string& prefix) {
-    std::set<std::int64_t> seen;
+    // The numbers compared as digit strings without leading zeros: std::stoll threw
+    // std::out_of_range on a name with 20 digits.
+    std::set<std::string> seen;
     for (const std::string& name : names) {
         if (name.rfind(prefix, 0) != 0) continue;
         const std::size_t end = name.find('.', prefix.size());
         const std::string index = name.substr(prefix.size(), end == std::string::npos ? std::string::npos : end - prefix.size());
         if (!index.empty() && std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
-            seen.insert(std::stoll(index));
+            seen.insert(index.substr(std::min(index.find_first_not_of('0'), index.size() - 1)));
     }
     return static_cast<std::int64_t>(seen.size());
 }
 
 inline std::int64_t integer_sqrt(std::int64_t n) {
+    if (n <= 0) return 0; // an empty positional embedding: no grid (sqrt(-1) is NaN)
     auto r = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
     return r;
 }
@@ -180,17 +183,28 @@ public:
     /// The architecture as OpenAI's build_model infers it from the shapes (QuickGELU, 64-wide heads).
     clip_config infer_config() const {
         clip_config c;
-        const auto dims = [&](const std::string& name) { return fetch(name).shape(); };
         const std::string file = file_.path().string();
+        // Each tensor read must have its rank (conv.back() of a scalar read outside the shape) and
+        // extents within clip_config::max_extent (an empty tensor may declare any extent, and the
+        // products below overflowed).
+        const auto dims = [&](const std::string& name, int rank) {
+            const clip::shape s = fetch(name).shape();
+            detail::check<io_error>(s.size() == rank && std::all_of(s.begin(), s.end(), [](std::int64_t e) {
+                                        return e <= clip_config::max_extent;
+                                    }),
+                                    file, ": tensor '", name, "' has shape ", s, "; a CLIP model's has ", rank,
+                                    " dimensions of at most ", clip_config::max_extent);
+            return s;
+        };
         if (scheme_ == naming_scheme::openai) {
             const bool vit = file_.contains("visual.proj");
             if (vit) {
-                const clip::shape conv = dims("visual.conv1.weight");
+                const clip::shape conv = dims("visual.conv1.weight", 4);
                 c.vision.kind = vision_kind::vit;
                 c.vision.width = conv[0];
                 c.vision.patch_size = conv.back();
                 c.vision.layers = detail::count_indexed(names_, "visual.transformer.resblocks.");
-                const std::int64_t grid = detail::integer_sqrt(dims("visual.positional_embedding")[0] - 1);
+                const std::int64_t grid = detail::integer_sqrt(dims("visual.positional_embedding", 2)[0] - 1);
                 c.vision.image_size = c.vision.patch_size * grid;
                 c.vision.heads = c.vision.width / 64;
             } else {
@@ -198,33 +212,39 @@ public:
                 for (int i = 0; i < 4; ++i)
                     c.vision.resnet_layers[static_cast<std::size_t>(i)] =
                         detail::count_indexed(names_, "visual.layer" + std::to_string(i + 1) + ".");
-                c.vision.width = dims("visual.layer1.0.conv1.weight")[0];
-                c.vision.image_size = detail::integer_sqrt(dims("visual.attnpool.positional_embedding")[0] - 1) * 32;
+                c.vision.width = dims("visual.layer1.0.conv1.weight", 4)[0];
+                c.vision.image_size = detail::integer_sqrt(dims("visual.attnpool.positional_embedding", 2)[0] - 1) * 32;
                 c.vision.heads = c.vision.width * 32 / 64;
             }
-            c.embed_dim = dims("text_projection")[1];
-            c.text.context_length = dims("positional_embedding")[0];
-            c.text.vocab_size = dims("token_embedding.weight")[0];
-            c.text.width = dims("ln_final.weight")[0];
+            c.embed_dim = dims("text_projection", 2)[1];
+            c.text.context_length = dims("positional_embedding", 2)[0];
+            c.text.vocab_size = dims("token_embedding.weight", 2)[0];
+            c.text.width = dims("ln_final.weight", 1)[0];
             c.text.layers = detail::count_indexed(names_, "transformer.resblocks.");
         } else {
-            const clip::shape conv = dims("vision_model.embeddings.patch_embedding.weight");
+            const clip::shape conv = dims("vision_model.embeddings.patch_embedding.weight", 4);
             c.vision.kind = vision_kind::vit;
             c.vision.width = conv[0];
             c.vision.patch_size = conv.back();
             c.vision.layers = detail::count_indexed(names_, "vision_model.encoder.layers.");
             const std::int64_t grid =
-                detail::integer_sqrt(dims("vision_model.embeddings.position_embedding.weight")[0] - 1);
+                detail::integer_sqrt(dims("vision_model.embeddings.position_embedding.weight", 2)[0] - 1);
             c.vision.image_size = c.vision.patch_size * grid;
             c.vision.heads = c.vision.width / 64;
-            c.embed_dim = dims("visual_projection.weight")[0];
-            c.text.context_length = dims("text_model.embeddings.position_embedding.weight")[0];
-            c.text.vocab_size = dims("text_model.embeddings.token_embedding.weight")[0];
-            c.text.width = dims("text_model.final_layer_norm.weight")[0];
+            c.embed_dim = dims("visual_projection.weight", 2)[0];
+            c.text.context_length = dims("text_model.embeddings.position_embedding.weight", 2)[0];
+            c.text.vocab_size = dims("text_model.embeddings.token_embedding.weight", 2)[0];
+            c.text.width = dims("text_model.final_layer_norm.weight", 1)[0];
             c.text.layers = detail::count_indexed(names_, "text_model.encoder.layers.");
         }
         c.text.heads = std::max<std::int64_t>(1, c.text.width / 64);
         c.vision.heads = std::max<std::int64_t>(1, c.vision.heads);
+        // Validated here so that a failure names the file (model::build's check would not).
+        try {
+            c.validate();
+        } catch (const error& e) {
+            throw io_error(detail::message(file, ": the architecture inferred from the tensor shapes is invalid: ", e.what()));
+        }
         return c;
     }
 
@@ -274,10 +294,19 @@ inline clip_config read_config(const std::filesystem::path& path) {
         throw io_error(detail::message(path.string(), ": invalid JSON: ", e.what()));
     }
     const std::string file = path.string();
+    // Every number read here is an extent or a count. Checked before use: the head counts are
+    // computed from them before validate() runs (a head_width of 0 divided by zero, a width of
+    // 2^62 overflowed), and get<std::int64_t>() of 1e20 is undefined behaviour.
+    const auto extent = [&](const nlohmann::json& value, const std::string& key) -> std::int64_t {
+        detail::check<io_error>(value.is_number_unsigned() && value.get<std::uint64_t>() >= 1 &&
+                                    value.get<std::uint64_t>() <= static_cast<std::uint64_t>(clip_config::max_extent),
+                                file, ": '", key, "' must be an integer from 1 to ", clip_config::max_extent, ", it is ",
+                                value.dump());
+        return value.get<std::int64_t>();
+    };
     const auto number = [&](const nlohmann::json& object, const char* key, std::int64_t fallback) -> std::int64_t {
         if (!object.contains(key)) return fallback;
-        detail::check<io_error>(object[key].is_number_integer(), file, ": '", key, "' must be an integer");
-        return object[key].get<std::int64_t>();
+        return extent(object[key], key);
     };
     // The Hugging Face Hub's open_clip_config.json wraps the model config in "model_cfg".
     if (j.is_object() && j.contains("model_cfg") && j["model_cfg"].is_object() && !j.contains("vision_cfg")) {
@@ -316,7 +345,7 @@ inline clip_config read_config(const std::filesystem::path& path) {
             if (v.contains("layers") && v["layers"].is_array()) {
                 detail::check<io_error>(v["layers"].size() == 4, file, ": vision_cfg.layers must list 4 stages");
                 c.vision.kind = vision_kind::resnet;
-                for (std::size_t i = 0; i < 4; ++i) c.vision.resnet_layers[i] = v["layers"][i].get<std::int64_t>();
+                for (std::size_t i = 0; i < 4; ++i) c.vision.resnet_layers[i] = extent(v["layers"][i], "layers");
                 c.vision.heads = c.vision.width * 32 / head_width;
             } else {
                 c.vision.kind = vision_kind::vit;
@@ -336,7 +365,10 @@ inline clip_config read_config(const std::filesystem::path& path) {
             const std::string act = t.value("hidden_act", std::string("quick_gelu"));
             detail::check<io_error>(act == "quick_gelu" || act == "gelu", file, ": unsupported hidden_act '", act, "'");
             c.act = act == "gelu" ? activation::gelu : activation::quick_gelu;
-            c.layer_norm_eps = t.value("layer_norm_eps", 1e-5f);
+            // As a double: a value beyond float's range would make the conversion undefined.
+            const double eps = t.value("layer_norm_eps", 1e-5);
+            detail::check<io_error>(eps > 0 && eps < 1, file, ": text_config.layer_norm_eps must be in (0, 1), it is ", eps);
+            c.layer_norm_eps = static_cast<float>(eps);
             c.vision.kind = vision_kind::vit;
             c.vision.image_size = number(v, "image_size", 224);
             c.vision.width = number(v, "hidden_size", 768);

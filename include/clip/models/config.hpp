@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -52,9 +53,15 @@ struct clip_config {
     activation act = activation::quick_gelu; ///< of every transformer MLP
     float layer_norm_eps = 1e-5f;
 
+    /// The largest extent (width, layers, image size, vocabulary, ...) a config may have: far
+    /// beyond any model, and small enough that the products computed from extents (tokens,
+    /// attention-pool width, the sizes of weight matrices) cannot overflow int64.
+    static constexpr std::int64_t max_extent = std::int64_t{1} << 24;
+
     void validate() const {
         auto positive = [](std::int64_t v, const char* what) {
             detail::check(v > 0, "clip_config: ", what, " must be positive, got ", v);
+            detail::check(v <= max_extent, "clip_config: ", what, " is ", v, ", more than the limit of ", max_extent);
         };
         positive(embed_dim, "embed_dim");
         positive(vision.image_size, "vision.image_size");
@@ -68,6 +75,8 @@ struct clip_config {
                       " is not divisible by its ", text.heads, " heads");
         detail::check(act == activation::quick_gelu || act == activation::gelu,
                       "clip_config: the MLP activation must be QuickGELU or GELU");
+        detail::check(std::isfinite(layer_norm_eps) && layer_norm_eps > 0, "clip_config: layer_norm_eps must be positive, got ",
+                      layer_norm_eps);
         if (vision.kind == vision_kind::vit) {
             positive(vision.patch_size, "vision.patch_size");
             positive(vision.layers, "vision.layers");

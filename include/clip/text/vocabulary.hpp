@@ -18,8 +18,8 @@
 // 48 894 are used.
 //
 // Every problem with a file (missing, unreadable, not gzip, corrupt or truncated gzip data, not
-// UTF-8, too few lines, a line that is not two symbols, a token missing from vocab.json) throws
-// clip::io_error naming the file.
+// UTF-8, too few lines, a line that is not two symbols, a token missing from vocab.json, an id in
+// vocab.json not below its number of tokens) throws clip::io_error naming the file.
 #pragma once
 
 #include <array>
@@ -236,6 +236,11 @@ public:
             detail::check<io_error>(id.is_number_integer() && id.get<std::int64_t>() >= 0 &&
                                         id.get<std::int64_t>() < std::numeric_limits<std::int32_t>::max(),
                                     vocab_context, ": the id of \"", token, "\" is not a non-negative 32-bit integer");
+            // The ids are 0..N-1 for N tokens: a larger one would size `tokens` by a number the file
+            // merely states (2^31 ids are 64 GB of strings).
+            detail::check<io_error>(id.get<std::int64_t>() < static_cast<std::int64_t>(vocab.size()), vocab_context,
+                                    ": the id ", id.get<std::int64_t>(), " of \"", token, "\" is not below the number of tokens, ",
+                                    vocab.size());
             const auto index = static_cast<std::size_t>(id.get<std::int64_t>());
             if (index >= tokens.size()) tokens.resize(index + 1);
             detail::check<io_error>(tokens[index].empty(), vocab_context, ": id ", index, " is given to both \"",
