@@ -122,6 +122,13 @@ TEST_CASE("errors name the shard and the offset, or the sample") {
     const clip::webdataset bad({tmp / "bad.tar"});
     REQUIRE(bad.size() == 1);
     CHECK(contains(error_message([&] { bad.get(0); }), "bad.tar:x/y.jpg"));
+    // A caption that is not UTF-8: an io_error from get(i) that names the member.
+    clip::test::write_file(tmp / "text.tar", tar_writer().add({"t.png", png}).add({"t.txt", "caf\xe9"}).bytes());
+    const clip::webdataset latin1({tmp / "text.tar"});
+    const std::string not_utf8 = error_message([&] { latin1.get(0); });
+    CHECK(contains(not_utf8, "text.tar:t.txt"));
+    CHECK(contains(not_utf8, "invalid UTF-8"));
+    CHECK_THROWS_AS(latin1.get(0), clip::io_error);
 }
 
 } // namespace data_webdataset_test

@@ -385,6 +385,9 @@ TEST_CASE("an OpenCLIP model config gives the architecture and the activation") 
         CHECK(clip::test::contains(bad_message, expected));
         CHECK_THROWS_AS((void)clip::read_config(bad_paths.back()), clip::io_error);
     }
+    bad_paths.push_back(config_path("twice", "{\"embed_dim\": 64, \"embed_dim\": 32, " + vision + ", " + text + "}"));
+    CHECK(clip::test::contains(clip::test::error_message([&] { (void)clip::read_config(bad_paths.back()); }),
+                               "duplicate key \"embed_dim\""));
     bad_paths.push_back(config_path("eps", R"({"vision_config": {}, "text_config": {"layer_norm_eps": 1e300}})"));
     CHECK(clip::test::contains(clip::test::error_message([&] { (void)clip::read_config(bad_paths.back()); }),
                                "layer_norm_eps must be in (0, 1), it is 1e+300"));

@@ -35,6 +35,7 @@
 #include "clip/data/dataset.hpp"
 #include "clip/data/tar.hpp"
 #include "clip/image/decode.hpp"
+#include "clip/text/unicode.hpp"
 
 namespace clip {
 
@@ -84,6 +85,14 @@ public:
         source.read(s.image_offset, bytes.data(), s.image_size);
         std::string caption(static_cast<std::size_t>(s.caption_size), '\0');
         source.read(s.caption_offset, caption.data(), s.caption_size);
+        // Checked here, where the sample can be named: the tokenizer would reject it without.
+        try {
+            (void)text::decode_utf8(caption, detail::message("webdataset: \"", shard.string(), ":", s.key, ".txt\""));
+        } catch (const io_error&) {
+            throw;
+        } catch (const error& e) {
+            throw io_error(e.what());
+        }
         return {decode_image(bytes, name(i)), std::move(caption)};
     }
 

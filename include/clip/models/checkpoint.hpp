@@ -285,14 +285,10 @@ private:
 /// Reads an OpenCLIP model config (`embed_dim`, `vision_cfg`, `text_cfg`, `quick_gelu`) or a
 /// Hugging Face CLIPConfig (`projection_dim`, `vision_config`, `text_config`, `hidden_act`).
 inline clip_config read_config(const std::filesystem::path& path) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     detail::check<io_error>(static_cast<bool>(in), path.string(), ": cannot open the model config");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        throw io_error(detail::message(path.string(), ": invalid JSON: ", e.what()));
-    }
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    nlohmann::json j = detail::parse_json(text, path.string()); // a key given twice is an error, as everywhere
     const std::string file = path.string();
     // Every number read here is an extent or a count. Checked before use: the head counts are
     // computed from them before validate() runs (a head_width of 0 divided by zero, a width of

@@ -71,6 +71,7 @@ struct clip_config {
         positive(text.vocab_size, "text.vocab_size");
         positive(text.width, "text.width");
         positive(text.heads, "text.heads");
+        positive(text.layers, "text.layers");
         detail::check(text.width % text.heads == 0, "clip_config: text width ", text.width,
                       " is not divisible by its ", text.heads, " heads");
         detail::check(act == activation::quick_gelu || act == activation::gelu,
