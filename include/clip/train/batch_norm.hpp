@@ -106,17 +106,12 @@ struct batch_norm {
         float* mean = detail::reuse(c.mean, {C}).data<float>();
         float* rstd = detail::reuse(c.rstd, {C}).data<float>();
         if (training) batch_statistics(x, c, mean, rstd);
-        else running_statistics(mean, rstd);
+        else running_statistics(running_mean.data<float>(), running_var.data<float>(), mean, rstd);
 
-        // y = act(x · scale + shift + residual), scale = γ·rstd, shift = β − μ·scale.
+        // y = act(x · scale + shift + residual)
         float* scale = detail::reuse(c.coefficients, {4, C}).data<float>();
         float* shift = scale + C;
-        const float* gamma = weight.data<float>();
-        const float* beta = bias.data<float>();
-        for (std::int64_t ch = 0; ch < C; ++ch) {
-            scale[ch] = gamma[ch] * rstd[ch];
-            shift[ch] = beta[ch] - mean[ch] * scale[ch];
-        }
+        affine(weight.data<float>(), bias.data<float>(), mean, rstd, scale, shift);
         const tensor& y = detail::reuse(c.output, x.shape());
         const float* in = x.data<float>();
         const float* res = residual.defined() ? residual.data<float>() : nullptr;
@@ -188,13 +183,12 @@ struct batch_norm {
                 total_g += partial[k * 2 * C + ch];
                 total_gx += partial[k * 2 * C + C + ch];
             }
-            const double s = rstd[ch], gx_hat = total_gx * s; // Σ g·x̂
-            grad_beta[ch] += static_cast<float>(total_g);
-            grad_gamma[ch] += static_cast<float>(gx_hat);
-            const double factor = static_cast<double>(gamma[ch]) * s;
-            a[ch] = static_cast<float>(factor);
-            b[ch] = c.training ? static_cast<float>(-factor * s * gx_hat / static_cast<double>(M)) : 0.0f;
-            d[ch] = c.training ? static_cast<float>(-factor * total_g / static_cast<double>(M)) : 0.0f;
+            const channel_terms t = channel_backward(total_g, total_gx, gamma[ch], rstd[ch], M, c.training);
+            a[ch] = t.a;
+            b[ch] = t.b;
+            d[ch] = t.d;
+            grad_gamma[ch] += t.grad_gamma;
+            grad_beta[ch] += t.grad_beta;
         }
         float* out = dx.data<float>();
         detail::parallel_for(M, C * 3, [&](std::int64_t first, std::int64_t last) {
@@ -236,14 +230,11 @@ private:
             detail::buffer run_mean_host, run_var_host, counter_host;
             const tensor& run_mean = detail::on_host(run_mean_host, running_mean);
             const tensor& run_var = detail::on_host(run_var_host, running_var);
-            const double m = momentum, count = static_cast<double>(M);
+            const double count = static_cast<double>(M);
             for (std::int64_t ch = 0; ch < C; ++ch) {
                 const double mu = static_cast<double>(total[ch]) / count, var = static_cast<double>(m2[ch]) / count;
-                h[C + ch] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
-                float& rm = run_mean.data<float>()[ch];
-                float& rv = run_var.data<float>()[ch];
-                rm = static_cast<float>((1.0 - m) * rm + m * mu);
-                rv = static_cast<float>((1.0 - m) * rv + m * var * count / (count - 1.0));
+                h[C + ch] = inverse_std(var);
+                update_running(run_mean.data<float>()[ch], run_var.data<float>()[ch], mu, var, count);
             }
             const tensor& counter = detail::on_host(counter_host, num_batches_tracked);
             ++*counter.data<std::int64_t>();
@@ -252,21 +243,13 @@ private:
             detail::copy_between(num_batches_tracked, counter);
         } else {
             detail::buffer run_mean_host, run_var_host;
-            const float* run_mean = detail::on_host(run_mean_host, running_mean).data<float>();
-            const float* run_var = detail::on_host(run_var_host, running_var).data<float>();
-            for (std::int64_t ch = 0; ch < C; ++ch) {
-                h[ch] = run_mean[ch];
-                h[C + ch] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(run_var[ch]) + static_cast<double>(eps)));
-            }
+            running_statistics(detail::on_host(run_mean_host, running_mean).data<float>(),
+                               detail::on_host(run_var_host, running_var).data<float>(), h, h + C);
             upload(mean, h);
         }
         upload(detail::reuse(c.rstd, {C}, x), h + C);
         detail::buffer host_beta;
-        const float* beta = detail::on_host(host_beta, bias).data<float>();
-        for (std::int64_t ch = 0; ch < C; ++ch) {
-            h[2 * C + ch] = gamma[ch] * h[C + ch];
-            h[3 * C + ch] = beta[ch] - h[ch] * h[2 * C + ch];
-        }
+        affine(gamma, detail::on_host(host_beta, bias).data<float>(), h, h + C, h + 2 * C, h + 3 * C);
         const tensor& coefficients = detail::reuse(c.coefficients, {2, C}, x);
         upload(coefficients, h + 2 * C);
         const tensor scale = coefficients.select(0, 0), shift = coefficients.select(0, 1);
@@ -302,13 +285,12 @@ private:
         const float* rstd = detail::on_host(host_rstd, c.rstd).data<float>();
         float* h = detail::reuse(c.host, {6, C}).data<float>(); // rows 1..5: a, b, d, dγ, dβ
         for (std::int64_t ch = 0; ch < C; ++ch) {
-            const double s = rstd[ch], total_g = total[ch], gx_hat = static_cast<double>(total[C + ch]) * s;
-            const double factor = static_cast<double>(gamma[ch]) * s;
-            h[C + ch] = static_cast<float>(factor);
-            h[2 * C + ch] = c.training ? static_cast<float>(-factor * s * gx_hat / static_cast<double>(M)) : 0.0f;
-            h[3 * C + ch] = c.training ? static_cast<float>(-factor * total_g / static_cast<double>(M)) : 0.0f;
-            h[4 * C + ch] = static_cast<float>(gx_hat);
-            h[5 * C + ch] = static_cast<float>(total_g);
+            const channel_terms t = channel_backward(total[ch], total[C + ch], gamma[ch], rstd[ch], M, c.training);
+            h[C + ch] = t.a;
+            h[2 * C + ch] = t.b;
+            h[3 * C + ch] = t.d;
+            h[4 * C + ch] = t.grad_gamma;
+            h[5 * C + ch] = t.grad_beta;
         }
         const tensor& coefficients = detail::reuse(c.coefficients, {5, C}, dy);
         upload(coefficients, h + C);
@@ -316,6 +298,47 @@ private:
         assign(grad_bias, grad_bias + coefficients.select(0, 4));
         assign(dx.view({M, C}), clip::fma(g, coefficients.select(0, 0),
                                           clip::fma(x - mean, coefficients.select(0, 1), coefficients.select(0, 2))));
+    }
+
+    // ---- per-channel arithmetic, on the host, shared by both formulations ----
+
+    float inverse_std(double var) const { return static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps))); }
+
+    /// The running statistics after a batch whose channel has mean mu and biased variance var
+    /// over count values (PyTorch keeps the unbiased variance).
+    void update_running(float& run_mean, float& run_var, double mu, double var, double count) const {
+        const double m = momentum;
+        run_mean = static_cast<float>((1.0 - m) * run_mean + m * mu);
+        run_var = static_cast<float>((1.0 - m) * run_var + m * var * count / (count - 1.0));
+    }
+
+    /// The running statistics as μ and rstd [C] (eval mode).
+    void running_statistics(const float* run_mean, const float* run_var, float* mean, float* rstd) const {
+        for (std::int64_t ch = 0; ch < channels(); ++ch) {
+            mean[ch] = run_mean[ch];
+            rstd[ch] = inverse_std(run_var[ch]);
+        }
+    }
+
+    /// y = x·scale + shift: scale = γ·rstd, shift = β − μ·scale.
+    void affine(const float* gamma, const float* beta, const float* mean, const float* rstd, float* scale, float* shift) const {
+        for (std::int64_t ch = 0; ch < channels(); ++ch) {
+            scale[ch] = gamma[ch] * rstd[ch];
+            shift[ch] = beta[ch] - mean[ch] * scale[ch];
+        }
+    }
+
+    /// A channel's backward pass from Σ g and Σ g·(x − μ) over its M values: dx = a·g +
+    /// b·(x − μ) + d (training: b = −a·rstd·mean(g x̂), d = −a·mean(g); eval: b = d = 0), and its
+    /// parameters' gradients dγ = Σ g·x̂, dβ = Σ g.
+    struct channel_terms {
+        float a, b, d, grad_gamma, grad_beta;
+    };
+    static channel_terms channel_backward(double sum_g, double sum_gx, float gamma, float rstd, std::int64_t M, bool training) {
+        const double s = rstd, gx_hat = sum_gx * s, factor = static_cast<double>(gamma) * s;
+        return {static_cast<float>(factor), training ? static_cast<float>(-factor * s * gx_hat / static_cast<double>(M)) : 0.0f,
+                training ? static_cast<float>(-factor * sum_g / static_cast<double>(M)) : 0.0f, static_cast<float>(gx_hat),
+                static_cast<float>(sum_g)};
     }
 
     /// dst (contiguous f32, any device) <- dst.numel() floats from host memory.
@@ -352,7 +375,7 @@ private:
         });
         float* run_mean = running_mean.data<float>();
         float* run_var = running_var.data<float>();
-        const double m = momentum, count = static_cast<double>(M);
+        const double count = static_cast<double>(M);
         for (std::int64_t ch = 0; ch < C; ++ch) {
             double total = 0.0;
             for (std::int64_t k = 0; k < chunks; ++k)
@@ -366,21 +389,10 @@ private:
             }
             const double var = m2 / count;
             mean[ch] = static_cast<float>(mu);
-            rstd[ch] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
-            run_mean[ch] = static_cast<float>((1.0 - m) * run_mean[ch] + m * mu);
-            run_var[ch] = static_cast<float>((1.0 - m) * run_var[ch] + m * var * count / (count - 1.0));
+            rstd[ch] = inverse_std(var);
+            update_running(run_mean[ch], run_var[ch], mu, var, count);
         }
         ++*num_batches_tracked.data<std::int64_t>();
-    }
-
-    /// The running statistics as μ and rstd [C] (eval mode).
-    void running_statistics(float* mean, float* rstd) const {
-        const float* run_mean = running_mean.data<float>();
-        const float* run_var = running_var.data<float>();
-        for (std::int64_t ch = 0; ch < channels(); ++ch) {
-            mean[ch] = run_mean[ch];
-            rstd[ch] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(run_var[ch]) + static_cast<double>(eps)));
-        }
     }
 };
 

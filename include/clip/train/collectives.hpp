@@ -22,8 +22,6 @@ class tensor_collectives {
 public:
     explicit tensor_collectives(dist::communicator& world) : world_(&world) {}
 
-    dist::communicator& world() const noexcept { return *world_; }
-
     std::vector<std::int64_t> all_gather_value(std::int64_t mine) { return world_->all_gather_value(mine); }
 
     /// all <- every rank's `mine` in rank order (dist::communicator::all_gather).

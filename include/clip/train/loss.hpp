@@ -51,12 +51,9 @@ inline void row_log_sum_exp(const float* x, std::int64_t rows, std::int64_t n, d
     });
 }
 
-/// The logits the loss's loops read on the host: `logits` itself on the CPU; on a GPU a copy in
-/// `host`. Only the products run on a GPU: the N² softmax terms are small next to the towers,
-/// and the loss comes back to the host anyway.
-inline const tensor& host_logits(buffer& host, const tensor& logits) { return on_host(host, logits); }
-
-/// The buffer that holds `logits`' values on the host (host_logits's choice, after it ran).
+/// The buffer that holds `logits`' values on the host once on_host(host, logits) has run: only
+/// the products run on a GPU (the N² softmax terms are small next to the towers, and the loss
+/// comes back to the host anyway).
 inline const tensor& host_side(const buffer& logits, const buffer& host) { return on_gpu(logits) ? host : logits; }
 
 /// A gradient computed on the host as an operand of the products on the device of `like`:
@@ -100,7 +97,7 @@ struct clip_loss {
         const tensor& L_device = detail::reuse(c.logits, {N, N}, image);
         matmul_into(L_device, image, text.t());
         assign(L_device, L_device * c.scale);
-        const tensor& L = detail::host_logits(c.host_logits, L_device);
+        const tensor& L = detail::on_host(c.host_logits, L_device);
         const tensor& Lt = detail::reuse(c.transposed, {N, N});
         Lt.copy_from(L.t());
         c.row_lse.resize(static_cast<std::size_t>(N));
@@ -186,8 +183,8 @@ struct local_clip_loss {
         matmul_into(Lt_device, text.slice(0, offset, offset + rows), image.t());
         assign(Li_device, Li_device * c.scale);
         assign(Lt_device, Lt_device * c.scale);
-        const tensor& Li = detail::host_logits(c.host_image_logits, Li_device);
-        const tensor& Lt = detail::host_logits(c.host_text_logits, Lt_device);
+        const tensor& Li = detail::on_host(c.host_image_logits, Li_device);
+        const tensor& Lt = detail::on_host(c.host_text_logits, Lt_device);
         c.image_lse.resize(static_cast<std::size_t>(rows));
         c.text_lse.resize(static_cast<std::size_t>(rows));
         detail::row_log_sum_exp(Li.data<float>(), rows, B, c.image_lse.data());
@@ -276,7 +273,7 @@ struct siglip_loss {
         const tensor& L_device = detail::reuse(c.logits, {n, N}, image);
         matmul_into(L_device, image, text.t());
         assign(L_device, L_device * c.scale + logit_bias);
-        const float* l = detail::host_logits(c.host_logits, L_device).data<float>();
+        const float* l = detail::on_host(c.host_logits, L_device).data<float>();
         std::vector<double> partial(static_cast<std::size_t>(n));
         detail::parallel_for(n, N * 4, [&](std::int64_t first, std::int64_t last) {
             for (std::int64_t r = first; r < last; ++r) {
