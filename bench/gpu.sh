@@ -4,7 +4,10 @@
 # the ratios. Usage:
 #   bench/gpu.sh [BUILD_DIR] [--rounds N]
 # Precisions: f32 (both sides), bf16 (clip's 16-bit weights with f32 accumulation against
-# PyTorch's autocast). CLIP_GPU_CONFIGS ("model task batch dtype" lines) sets another list.
+# PyTorch's autocast). A fifth word `tf32` runs clip with --tf32 against PyTorch's default f32,
+# whose cuDNN convolutions use TF32 (torch.backends.cudnn.allow_tf32) while its products do not:
+# the fair pairing for ResNets. CLIP_GPU_CONFIGS ("model task batch dtype [tf32]" lines) sets
+# another list.
 # PYTHON picks the interpreter that has a CUDA PyTorch (default python3).
 set -euo pipefail
 
@@ -36,10 +39,13 @@ configs=(
     "ViT-B/32 encode_text 256 bfloat16"
     "RN50 encode_image 8 float32"
     "RN50 encode_image 64 float32"
+    "RN50 encode_image 64 float32 tf32"
+    "RN50 encode_image 256 float32 tf32"
     "ViT-B/32 train_step 32 float32"
     "ViT-B/32 train_step 256 float32"
     "small train_step 32 float32"
     "RN50 train_step 32 float32"
+    "RN50 train_step 32 float32 tf32"
     "ViT-B/32 train_step 256 bfloat16"
 )
 if [[ -n "${CLIP_GPU_CONFIGS:-}" ]]; then mapfile -t configs <<< "$CLIP_GPU_CONFIGS"; fi
@@ -48,19 +54,23 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 for ((round = 1; round <= rounds; ++round)); do
     for config in "${configs[@]}"; do
-        read -r model task batch dtype <<< "$config"
+        read -r model task batch dtype setting <<< "$config"
+        label="$dtype${setting:+ $setting}"
         "$clip_exe" bench --device cuda --model "$model" --task "$task" --batch "$batch" --dtype "$dtype" \
-            --iters 30 --warmup 3 --json | tee -a "$log"
+            ${setting:+--$setting} --iters 30 --warmup 3 --json | sed "s/^{/$label\t{/" | tee -a "$log"
         "$python" "$peers/bench_torch.py" --device cuda --model "$model" --task "$task" --batch "$batch" \
-            --dtype "$dtype" --min-time 2 | tee -a "$log"
+            --dtype "$dtype" --min-time 2 | sed "s/^{/$label\t{/" | tee -a "$log"
     done
 done
 python3 - "$log" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 groups = {}
-for r in rows:
-    key = (r["model"], r["task"], r["batch"], r["dtype"])
+for line in open(sys.argv[1]):
+    label, _, text = line.partition("\t")
+    if not text.startswith("{"):
+        continue
+    r = json.loads(text)
+    key = (r["model"], r["task"], r["batch"], label)
     groups.setdefault(key, {}).setdefault(r["peer"], []).append(r["items_per_s"])
 print("| model | task | batch | dtype | clip | PyTorch | clip / PyTorch |")
 print("|---|---|---|---|---|---|---|")

@@ -179,6 +179,110 @@ TEST_CASE("row operations, attention, gathers, reductions and convolutions on th
                clip::avg_pool2d(image, {.kernel = {3, 2}, .padding = {1, 1}, .count_include_pad = false}));
 }
 
+struct conv_geometry {
+    std::int64_t n, c, h, w, o, k;
+    clip::conv2d_options options;
+};
+const conv_geometry conv_geometries[] = {
+    {2, 16, 9, 9, 24, 3, {.padding = {1, 1}}},                   // a ResNet block's 3×3
+    {2, 3, 17, 15, 8, 3, {.stride = {2, 2}, .padding = {1, 1}}}, // the stem's strided 3×3
+    {1, 5, 11, 13, 7, 3, {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}}},
+    {2, 6, 8, 8, 10, 5, {.padding = {2, 2}}},
+    {2, 12, 6, 7, 20, 1, {}},                 // pointwise: pixel rows
+    {2, 12, 6, 7, 20, 1, {.stride = {2, 2}}}, // a subsample
+    {2, 3, 16, 16, 12, 4, {.stride = {4, 4}}}, // patchify
+};
+
+#if defined(CLIP_WITH_CUDNN)
+/// A cuDNN tensor descriptor's extents and strides, as [N, C, H, W] and their strides.
+std::pair<clip::shape, clip::shape> described(cudnnTensorDescriptor_t d) {
+    cudnnDataType_t type{};
+    int n = 0, c = 0, h = 0, w = 0, ns = 0, cs = 0, hs = 0, ws = 0;
+    clip::detail::cuda::check_cudnn(cudnnGetTensor4dDescriptor(d, &type, &n, &c, &h, &w, &ns, &cs, &hs, &ws), "cudnnGetTensor4dDescriptor");
+    return {{n, c, h, w}, {ns, cs, hs, ws}};
+}
+#endif
+
+TEST_CASE("cuDNN's descriptors describe clip's channels-last tensors (no GPU needed)") {
+#if defined(CLIP_WITH_CUDNN)
+    namespace cuda = clip::detail::cuda;
+    for (const conv_geometry& g : conv_geometries) {
+        const clip::shape xs{g.n, g.c, g.h, g.w}, ks{g.o, g.c, g.k, g.k};
+        INFO("input " << xs << ", kernel " << ks);
+        cuda::cudnn_plan plan;
+        cuda::describe(plan, cuda::make_cudnn_key(cuda::cudnn_pass::forward, xs, ks, g.options, 0));
+        const clip::shape ys = clip::detail::check_conv2d(tensor::empty(xs), tensor::empty(ks), g.options);
+        const auto strides = [](const clip::shape& s) { return clip::empty_channels_last(s).strides(); };
+        const auto check_described = [](cudnnTensorDescriptor_t d, const clip::shape& extents, const clip::strides& layout) {
+            const auto [e, s] = described(d);
+            CHECK(e == extents);
+            CHECK(s == layout);
+        };
+        check_described(plan.x.d, xs, strides(xs));
+        check_described(plan.y.d, ys, strides(ys)); // cuDNN's output extents are PyTorch's
+        check_described(plan.kernel_rows.d, ks, strides(ks));
+        check_described(plan.kernel_plain.d, ks, tensor::empty(ks).strides());
+    }
+#else
+    MESSAGE("skipped: clip is built without cuDNN");
+#endif
+}
+
+TEST_CASE("convolutions and both backward passes on the GPU match the CPU, on cuDNN and on im2col") {
+    if (!have_gpu()) return;
+    namespace cuda = clip::detail::cuda;
+    const clip::activation acts[] = {clip::activation::none, clip::activation::relu, clip::activation::gelu};
+    std::vector<bool> engines{false};
+#if defined(CLIP_WITH_CUDNN)
+    engines.push_back(true);
+#endif
+    const bool was = cuda::cudnn_enabled().load();
+    std::uint64_t seed = 100;
+    for (const bool cudnn : engines) {
+        cuda::cudnn_enabled() = cudnn;
+        const std::int64_t runs_before = cuda::cudnn_runs().load();
+        for (const conv_geometry& g : conv_geometries) {
+            INFO("cuDNN " << cudnn << ", input " << g.n << "x" << g.c << "x" << g.h << "x" << g.w << ", " << g.o << " kernels of "
+                          << g.k << "x" << g.k << ", stride " << g.options.stride[0] << "x" << g.options.stride[1]);
+            const tensor x = clip::rand_normal({g.n, g.c, g.h, g.w}, seed++), k = clip::rand_normal({g.o, g.c, g.k, g.k}, seed++);
+            const tensor bias = clip::rand_normal({g.o}, seed++);
+            for (const clip::activation act : acts)
+                for (const bool with_bias : {false, true}) {
+                    INFO("activation " << static_cast<int>(act) << ", bias " << with_bias);
+                    clip::conv2d_options o = g.options, go = g.options;
+                    o.act = go.act = act;
+                    if (with_bias) o.bias = bias, go.bias = bias.to(gpu);
+                    const tensor expected = clip::conv2d(x, k, o);
+                    check_same("conv2d", clip::conv2d(x.to(gpu), k.to(gpu), go), expected);
+                    check_same("conv2d of channels-last input", clip::conv2d(clip::to_channels_last(x.to(gpu)), k.to(gpu), go), expected);
+                    const tensor into = tensor::empty(expected.shape(), clip::dtype::f32, gpu); // row-major output
+                    clip::conv2d_into(into, x.to(gpu), k.to(gpu), go);
+                    check_same("conv2d_into a row-major output", into, expected);
+                }
+            const clip::conv2d_options& o = g.options;
+            const tensor dy = clip::rand_normal(clip::conv2d(x, k, o).shape(), seed++);
+            for (const bool channels_last : {false, true}) {
+                INFO("channels-last operands " << channels_last);
+                const auto layout = [&](const tensor& t) { return channels_last ? clip::to_channels_last(t.to(gpu)) : t.to(gpu); };
+                const tensor dx = tensor::zeros(x.shape()), gdx = layout(tensor::zeros(x.shape()));
+                clip::conv2d_backward_data(dx, dy, k, o);
+                clip::conv2d_backward_data(gdx, layout(dy), k.to(gpu), o);
+                check_same("conv2d_backward_data", gdx, dx);
+                const tensor dw = tensor::zeros(k.shape()), gdw = tensor::zeros(k.shape()).to(gpu);
+                clip::conv2d_backward_weights(dw, x, dy, o);
+                clip::conv2d_backward_weights(gdw, layout(x), layout(dy), o);
+                check_same("conv2d_backward_weights", gdw, dw);
+                clip::conv2d_backward_weights(dw, x, dy, o, true);
+                clip::conv2d_backward_weights(gdw, layout(x), layout(dy), o, true);
+                check_same("conv2d_backward_weights, accumulated", gdw, dw);
+            }
+        }
+        // Each geometry with overlapping windows ran its three passes on cuDNN, not the fallback.
+        if (cudnn) CHECK(cuda::cudnn_runs().load() - runs_before >= 4 * (6 * 3 + 2 * 3));
+    }
+    cuda::cudnn_enabled() = was;
+}
+
 TEST_CASE("the encoders on the GPU match the CPU and the reference fixtures") {
     if (!have_gpu()) return;
     const auto dir = clip::test::fixtures();

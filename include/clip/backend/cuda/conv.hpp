@@ -12,12 +12,19 @@
 //   data     dX = col2im(dY · K): each input element sums the unfolded entries that read it, a
 //            gather (one thread per element, no atomics), so the result does not depend on
 //            scheduling.
+//
+// With cuDNN (CLIP_WITH_CUDNN), convolutions whose unfolded matrix would outgrow the input (see
+// unfolds_larger) run there instead, in all three passes (cudnn.hpp); the rest, and whatever cuDNN
+// declines, take the products above.
 #pragma once
 
 #include "clip/backend/cuda/jit.hpp"
 #include "clip/backend/cuda/kernels.hpp"
 #include "clip/backend/cuda/matmul.hpp"
 #include "clip/ops/conv_spec.hpp"
+#if defined(CLIP_WITH_CUDNN)
+#include "clip/backend/cuda/cudnn.hpp"
+#endif
 
 namespace clip::detail::cuda {
 
@@ -57,6 +64,16 @@ inline bool pointwise(std::int64_t KH, std::int64_t KW, const conv2d_options& o)
     return KH == 1 && KW == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 && o.padding[1] == 0;
 }
 
+/// Whether unfolding repeats input pixels: a kernel wider than 1×1 whose windows overlap or skip
+/// nothing. A 1×1 kernel's unfold is its pixel rows (or a subsample), and a patchifying one
+/// (kernel = stride, unpadded, undilated: ViT's patch embedding) a rearrangement of the input;
+/// those are single products on cuBLASLt, anything else is worth a direct convolution.
+inline bool unfolds_larger(std::int64_t KH, std::int64_t KW, const conv2d_options& o) {
+    const bool patchify = KH == o.stride[0] && KW == o.stride[1] && o.padding[0] == 0 && o.padding[1] == 0 && o.dilation[0] == 1 &&
+                          o.dilation[1] == 1;
+    return KH * KW > 1 && !patchify;
+}
+
 /// x [N, C, H, W] (any strides) -> its unfolded [N·OH·OW, C·KH·KW] matrix (a view of a
 /// channels-last x for a pointwise kernel).
 inline tensor im2col(const tensor& x, std::int64_t KH, std::int64_t KW, std::int64_t OH, std::int64_t OW, const conv2d_options& o) {
@@ -71,6 +88,9 @@ inline void conv2d_into(const tensor& out, const tensor& x, const tensor& w, con
     check(o.groups == 1, "conv2d on CUDA: groups = ", o.groups, " is not supported (CLIP's models use 1)");
     if (out.numel() == 0) return;
     const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = out.size(2), OW = out.size(3);
+#if defined(CLIP_WITH_CUDNN)
+    if (w.dtype() == dtype::f32 && unfolds_larger(KH, KW, o) && cudnn_conv2d_into(out, x, w, o)) return;
+#endif
     const tensor cols = im2col(x, KH, KW, OH, OW, o);
     const tensor pixels = out.permute({0, 2, 3, 1});
     const bool direct = pixels.is_contiguous();
@@ -94,6 +114,9 @@ inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const ten
         if (!accumulate) grad.copy_from(tensor::zeros(grad.shape()).to(dw.device()));
         return;
     }
+#if defined(CLIP_WITH_CUDNN)
+    if (unfolds_larger(KH, KW, o) && cudnn_conv2d_backward_weights(dw, x, dy, o, accumulate)) return;
+#endif
     matmul(grad, pixel_rows(dy).t(), im2col(x, KH, KW, dy.size(2), dy.size(3), o), {.residual = accumulate ? grad : tensor{}});
 }
 
@@ -105,6 +128,9 @@ inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tenso
     const tensor pixels = dx.permute({0, 2, 3, 1});
     if (pointwise(KH, KW, o) && pixels.is_contiguous()) // dx's pixel rows are the unfolded gradient itself
         return matmul(pixels.view({dx.size(0) * OH * OW, dx.size(1)}), pixel_rows(dy), w.reshape({O, dx.size(1)}), {});
+#if defined(CLIP_WITH_CUDNN)
+    if (w.dtype() == dtype::f32 && unfolds_larger(KH, KW, o) && cudnn_conv2d_backward_data(dx, dy, w, o)) return;
+#endif
     const tensor cols = tensor::empty({dy.size(0) * OH * OW, dx.size(1) * KH * KW}, dtype::f32, dx.device());
     if (cols.numel() > 0) matmul(cols, pixel_rows(dy), w.reshape({O, dx.size(1) * KH * KW}), {});
     unfold_kernel("col2im", cols.data<float>(), dx.data<float>(), conv_geometry(dx, KH, KW, OH, OW, o), dx, dx.numel());

@@ -111,6 +111,14 @@ inline context& lt_context(int index) {
     return c;
 }
 
+/// x[0..n) = act(x) (+ residual[0..n) when given), in place on device `index`.
+inline void activate_in_place(float* x, std::int64_t n, activation act, const float* residual, int index) {
+    const int code = act == activation::relu ? 1 : act == activation::gelu ? 2 : act == activation::quick_gelu ? 3 : 0;
+    const std::int64_t blocks = std::min<std::int64_t>((n + 255) / 256, 65536);
+    launch(kernel(kernels_source(), "kernels", "activate", index), dim3(static_cast<unsigned>(blocks)), dim3(256), 0, index,
+           {&x, &n, const_cast<int*>(&code), &residual}, "CUDA activation kernel launch");
+}
+
 /// out [M, N] (contiguous) = act(scale · a [M, K] · b [K, N] + bias) + residual, on cuBLASLt.
 inline void matmul_2d(float* out, const matrix_view& a, const matrix_view& b, std::int64_t M, std::int64_t N,
                       std::int64_t K, const float* bias, activation act, const float* residual, float scale, int index,
@@ -191,14 +199,7 @@ inline void matmul_2d(float* out, const matrix_view& a, const matrix_view& b, st
     check_cublas(cublasLtMatmul(ctx.handle, p.desc, &alpha, b.data, p.a, a.data, p.b, &beta_used, c, p.c, out, p.c,
                                 &p.algo, ctx.workspace, ctx.workspace_bytes, stream(index)),
                  "cublasLtMatmul");
-    if (separate_act) {
-        const std::int64_t n = M * N;
-        const int code = act == activation::relu ? 1 : act == activation::gelu ? 2 : 3;
-        const std::int64_t blocks = std::min<std::int64_t>((n + 255) / 256, 65536);
-        launch(kernel(kernels_source(), "kernels", "activate", index), dim3(static_cast<unsigned>(blocks)), dim3(256), 0, index,
-               {&out, const_cast<std::int64_t*>(&n), const_cast<int*>(&code), const_cast<const float**>(&residual)},
-               "CUDA activation kernel launch");
-    }
+    if (separate_act) activate_in_place(out, M * N, act, residual, index);
 }
 
 /// The product of clip's matmul spec on tensors living on one CUDA device.
