@@ -83,6 +83,24 @@ TEST_CASE("avg_pool2d with and without padding in the divisor") {
     CHECK(clip::avg_pool2d(x, {.kernel = {2, 2}}).shape() == shape{2, 3, 4, 4});
 }
 
+TEST_CASE("avg_pool2d_into writes row-major and channels-last outputs in place") {
+    const tensor x = clip::rand_normal({2, 3, 9, 8}, 4);
+    const pool2d_options o{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .count_include_pad = false};
+    const tensor expected = clip::avg_pool2d(x, o);
+    for (const tensor& input : {x, clip::to_channels_last(x)}) {
+        const tensor rows = tensor::empty(expected.shape()), nhwc = clip::empty_channels_last(expected.shape());
+        const void* where = nhwc.data_ptr();
+        clip::avg_pool2d_into(rows, input, o);
+        clip::avg_pool2d_into(nhwc, input, o);
+        clip::test::check_close(rows, expected, 1e-6);
+        clip::test::check_close(nhwc, expected, 1e-6);
+        CHECK(nhwc.data_ptr() == where);
+        CHECK(clip::is_channels_last(nhwc));
+    }
+    CHECK_THROWS_AS(clip::avg_pool2d_into(tensor::empty({2, 3, 4, 4}), x, o), clip::shape_error);
+    CHECK_THROWS_AS(clip::avg_pool2d_into(tensor::empty({2, 3, 5, 8}).slice(3, 0, 4), x, o), clip::shape_error); // strided rows
+}
+
 TEST_CASE("conv2d and avg_pool2d reject bad shapes with both shapes named") {
     const std::string message = clip::test::error_message([] { clip::conv2d(tensor::zeros({1, 3, 8, 8}), tensor::zeros({4, 2, 3, 3})); });
     CHECK(clip::test::contains(message, "[1, 3, 8, 8]"));

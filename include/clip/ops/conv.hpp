@@ -102,25 +102,39 @@ inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const ten
 #endif
 }
 
-/// PyTorch's F.avg_pool2d(x, kernel, stride, padding, count_include_pad=...).
-inline tensor avg_pool2d(const tensor& x, const pool2d_options& options = {}) {
+/// avg_pool2d(x, options) written into `out` ([B, C, H', W'], row-major or channels-last): for
+/// buffers kept from one training step to the next.
+inline void avg_pool2d_into(const tensor& out, const tensor& x, const pool2d_options& options = {}) {
     const pool2d_options o = detail::resolve(options);
     const shape out_shape = detail::check_pool2d(x, o);
+    detail::check_conv2d_operand(out, out_shape, "avg_pool2d_into", "output", x.device());
+    if (out.numel() == 0) return;
 #if defined(CLIP_WITH_CUDA)
-    if (x.device().is_cuda()) {
-        tensor out = is_channels_last(x) ? empty_channels_last(out_shape, x.device()) : tensor::empty(out_shape, dtype::f32, x.device());
-        if (out.numel() > 0) detail::cuda::avg_pool2d(out, x, o.kernel, o.stride, o.padding, o.count_include_pad);
-        return out;
-    }
+    if (x.device().is_cuda()) return detail::cuda::avg_pool2d(out, x, o.kernel, o.stride, o.padding, o.count_include_pad);
 #endif
     detail::require_cpu(x, "avg_pool2d");
 #if defined(CLIP_WITH_ONEDNN)
-    tensor out = is_channels_last(x) ? empty_channels_last(out_shape) : tensor::empty(out_shape);
-    if (out.numel() > 0) detail::onednn::avg_pool2d(out, x, o);
+    detail::onednn::avg_pool2d(out, x, o);
 #else
-    tensor out = tensor::empty(out_shape);
-    if (out.numel() > 0) detail::reference::avg_pool2d(out, x, o);
+    if (out.is_contiguous()) return detail::reference::avg_pool2d(out, x, o);
+    const tensor rows = tensor::empty(out_shape);
+    detail::reference::avg_pool2d(rows, x, o);
+    out.copy_from(rows);
 #endif
+}
+
+/// PyTorch's F.avg_pool2d(x, kernel, stride, padding, count_include_pad=...); channels-last in,
+/// channels-last out (row-major without oneDNN on the CPU).
+inline tensor avg_pool2d(const tensor& x, const pool2d_options& options = {}) {
+    const shape out_shape = detail::check_pool2d(x, detail::resolve(options));
+#if defined(CLIP_WITH_ONEDNN)
+    const bool keep_layout = true;
+#else
+    const bool keep_layout = x.device().is_cuda();
+#endif
+    tensor out = keep_layout && is_channels_last(x) ? empty_channels_last(out_shape, x.device())
+                                                    : tensor::empty(out_shape, dtype::f32, x.device());
+    avg_pool2d_into(out, x, options);
     return out;
 }
 

@@ -7,7 +7,7 @@
 //             last whole window, which PyTorch's floor drops)
 // Written here rather than with oneDNN's pooling primitives: two memory-bound loops over
 // channels-last rows, and the backward pass can add into a gradient another branch wrote. On a
-// GPU (or under CLIP_TRAIN_PORTABLE=1) the forward pass is clip::avg_pool2d and the backward
+// GPU (or under CLIP_TRAIN_PORTABLE=1) the forward pass is clip::avg_pool2d_into and the backward
 // pass one tensor expression: dx seen as [N, H/k, k, W/k, k, C] windows plus dy broadcast over
 // the two k axes.
 #pragma once
@@ -38,7 +38,7 @@ struct avg_pool {
         const tensor& y = detail::reuse(c.output, {N, OH, OW, C}, x);
         if (detail::portable(x)) {
             const auto nchw = [](const tensor& t) { return t.permute({0, 3, 1, 2}); };
-            nchw(y).copy_from(clip::avg_pool2d(nchw(x), {.kernel = {k, k}, .stride = {k, k}}));
+            avg_pool2d_into(nchw(y), nchw(x), {.kernel = {k, k}, .stride = {k, k}});
             return y;
         }
         const float* in = x.data<float>();
