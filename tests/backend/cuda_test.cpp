@@ -210,8 +210,10 @@ TEST_CASE("cuDNN's descriptors describe clip's channels-last tensors (no GPU nee
         const clip::shape xs{g.n, g.c, g.h, g.w}, ks{g.o, g.c, g.k, g.k};
         INFO("input " << xs << ", kernel " << ks);
         cuda::cudnn_plan plan;
-        cuda::describe(plan, cuda::make_cudnn_key(cuda::cudnn_pass::forward, xs, ks, g.options, 0));
         const clip::shape ys = clip::detail::check_conv2d(tensor::empty(xs), tensor::empty(ks), g.options);
+        const std::optional<cuda::cudnn_key> key = cuda::make_cudnn_key(cuda::cudnn_pass::forward, xs, ks, ys, g.options, 0);
+        REQUIRE(key.has_value());
+        cuda::describe(plan, *key);
         const auto strides = [](const clip::shape& s) { return clip::empty_channels_last(s).strides(); };
         const auto check_described = [](cudnnTensorDescriptor_t d, const clip::shape& extents, const clip::strides& layout) {
             const auto [e, s] = described(d);
@@ -223,6 +225,11 @@ TEST_CASE("cuDNN's descriptors describe clip's channels-last tensors (no GPU nee
         check_described(plan.kernel_rows.d, ks, strides(ks));
         check_described(plan.kernel_plain.d, ks, tensor::empty(ks).strides());
     }
+    // Past cuDNN's int extents and strides, a convolution is left to im2col, not refused.
+    const clip::shape big{1 << 12, 64, 128, 128}, kernel{64, 64, 3, 3};
+    CHECK_FALSE(cuda::make_cudnn_key(cuda::cudnn_pass::forward, big, kernel, big, {.padding = {1, 1}}, 0).has_value());
+    CHECK_FALSE(cuda::make_cudnn_key(cuda::cudnn_pass::forward, {1, 1, 8, 8}, {1, 1, 3, 3}, {1, 1, 1, 1},
+                                     {.stride = {std::int64_t{1} << 40, 1}}, 0).has_value());
 #else
     MESSAGE("skipped: clip is built without cuDNN");
 #endif

@@ -48,7 +48,12 @@ struct conv_bn {
 
     conv_bn to(device where, dtype weights = dtype::f32) const {
         conv_bn c = *this;
-        c.weight = packed_weights(weight.plain().to(where).to(weights));
+        tensor w = weight.plain().to(where).to(weights);
+#if defined(CLIP_WITH_CUDNN)
+        // cuDNN reads kernels channels-last (KRSC): laid out so once here, not copied per call.
+        if (where.is_cuda() && w.dtype() == dtype::f32 && w.size(2) * w.size(3) > 1) w = to_channels_last(w);
+#endif
+        c.weight = packed_weights(w);
         c.options.bias = options.bias.to(where);
         return c;
     }

@@ -13,9 +13,9 @@
 //            gather (one thread per element, no atomics), so the result does not depend on
 //            scheduling.
 //
-// With cuDNN (CLIP_WITH_CUDNN), convolutions whose unfolded matrix would outgrow the input (see
-// unfolds_larger) run there instead, in all three passes (cudnn.hpp); the rest, and whatever cuDNN
-// declines, take the products above.
+// With cuDNN (CLIP_WITH_CUDNN), kernels wider than 1×1 that do not patchify (worth_direct) run
+// there instead, in all three passes (cudnn.hpp); the rest, and whatever cuDNN declines, take the
+// products above.
 #pragma once
 
 #include "clip/backend/cuda/jit.hpp"
@@ -64,11 +64,11 @@ inline bool pointwise(std::int64_t KH, std::int64_t KW, const conv2d_options& o)
     return KH == 1 && KW == 1 && o.stride[0] == 1 && o.stride[1] == 1 && o.padding[0] == 0 && o.padding[1] == 0;
 }
 
-/// Whether unfolding repeats input pixels: a kernel wider than 1×1 whose windows overlap or skip
-/// nothing. A 1×1 kernel's unfold is its pixel rows (or a subsample), and a patchifying one
-/// (kernel = stride, unpadded, undilated: ViT's patch embedding) a rearrangement of the input;
-/// those are single products on cuBLASLt, anything else is worth a direct convolution.
-inline bool unfolds_larger(std::int64_t KH, std::int64_t KW, const conv2d_options& o) {
+/// Whether a kernel is worth a direct convolution: wider than 1×1 and not patchifying. A 1×1
+/// kernel's unfold is its pixel rows (or a subsample of them) and a patchifying one's (kernel =
+/// stride, unpadded, undilated: ViT's patch embedding) a rearrangement of the input, so those are
+/// single products on cuBLASLt; a 3×3 kernel's unfold repeats every pixel nine times.
+inline bool worth_direct(std::int64_t KH, std::int64_t KW, const conv2d_options& o) {
     const bool patchify = KH == o.stride[0] && KW == o.stride[1] && o.padding[0] == 0 && o.padding[1] == 0 && o.dilation[0] == 1 &&
                           o.dilation[1] == 1;
     return KH * KW > 1 && !patchify;
@@ -89,7 +89,7 @@ inline void conv2d_into(const tensor& out, const tensor& x, const tensor& w, con
     if (out.numel() == 0) return;
     const std::int64_t O = w.size(0), KH = w.size(2), KW = w.size(3), OH = out.size(2), OW = out.size(3);
 #if defined(CLIP_WITH_CUDNN)
-    if (w.dtype() == dtype::f32 && unfolds_larger(KH, KW, o) && cudnn_conv2d_into(out, x, w, o)) return;
+    if (w.dtype() == dtype::f32 && worth_direct(KH, KW, o) && cudnn_conv2d_into(out, x, w, o)) return;
 #endif
     const tensor cols = im2col(x, KH, KW, OH, OW, o);
     const tensor pixels = out.permute({0, 2, 3, 1});
@@ -115,7 +115,7 @@ inline void conv2d_backward_weights(const tensor& dw, const tensor& x, const ten
         return;
     }
 #if defined(CLIP_WITH_CUDNN)
-    if (unfolds_larger(KH, KW, o) && cudnn_conv2d_backward_weights(dw, x, dy, o, accumulate)) return;
+    if (worth_direct(KH, KW, o) && cudnn_conv2d_backward_weights(dw, x, dy, o, accumulate)) return;
 #endif
     matmul(grad, pixel_rows(dy).t(), im2col(x, KH, KW, dy.size(2), dy.size(3), o), {.residual = accumulate ? grad : tensor{}});
 }
@@ -129,7 +129,7 @@ inline void conv2d_backward_data(const tensor& dx, const tensor& dy, const tenso
     if (pointwise(KH, KW, o) && pixels.is_contiguous()) // dx's pixel rows are the unfolded gradient itself
         return matmul(pixels.view({dx.size(0) * OH * OW, dx.size(1)}), pixel_rows(dy), w.reshape({O, dx.size(1)}), {});
 #if defined(CLIP_WITH_CUDNN)
-    if (w.dtype() == dtype::f32 && unfolds_larger(KH, KW, o) && cudnn_conv2d_backward_data(dx, dy, w, o)) return;
+    if (w.dtype() == dtype::f32 && worth_direct(KH, KW, o) && cudnn_conv2d_backward_data(dx, dy, w, o)) return;
 #endif
     const tensor cols = tensor::empty({dy.size(0) * OH * OW, dx.size(1) * KH * KW}, dtype::f32, dx.device());
     if (cols.numel() > 0) matmul(cols, pixel_rows(dy), w.reshape({O, dx.size(1) * KH * KW}), {});

@@ -1,9 +1,9 @@
 // clip/backend/cuda/cudnn.hpp: spatial convolutions and their backward passes on cuDNN.
 //
 // Compiled when clip is built with cuDNN (CLIP_WITH_CUDNN, from the CUDA toolkit). conv.hpp
-// sends here the convolutions whose unfolded matrix would be larger than the input (kernels
-// wider than 1×1 that overlap: a ResNet's 3×3 and stem convolutions); 1×1 and patchifying
-// kernels stay single cuBLASLt products there, with nothing unfolded.
+// sends here the kernels wider than 1×1 that do not patchify (a ResNet's 3×3 and stem
+// convolutions), whose unfolded matrix would repeat the input; 1×1 and patchifying kernels stay
+// single cuBLASLt products there.
 //
 // Every operand is presented to cuDNN channels-last (NHWC activations, KRSC kernels), the layout
 // clip's convolutions produce and the one cuDNN's implicit-GEMM kernels read best; as PyTorch
@@ -13,8 +13,9 @@
 // scheduling (as the im2col path and the CPU). f32 runs on FMA kernels; set_allow_tf32(true)
 // lets cuDNN use TF32 tensor cores as it lets cuBLASLt.
 //
-// A geometry cuDNN does not support (or a cuDNN whose kernel libraries fail to load) is not an
-// error: the call answers false and the caller runs the im2col path. Anything else cuDNN reports
+// A geometry cuDNN does not support, one past its int descriptors, or a cuDNN whose kernel
+// libraries fail to load is not an error: the call answers false and the caller runs the im2col
+// path. Anything else cuDNN reports
 // throws backend_error naming the call.
 #pragma once
 
@@ -26,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include <cudnn.h>
@@ -153,11 +155,6 @@ const Perf* choose_algorithm(const Perf* results, int count, bool deterministic)
     return nullptr;
 }
 
-inline int narrow(std::int64_t v, const char* what) {
-    check<shape_error>(v <= std::numeric_limits<int>::max(), "conv2d on cuDNN: ", what, " ", v, " exceeds 2^31 - 1");
-    return static_cast<int>(v);
-}
-
 /// Sets `p`'s descriptors for `key` (host-only: needs no handle and no GPU).
 inline void describe(cudnn_plan& p, const cudnn_key& key) {
     const auto [N, C, H, W] = key.x;
@@ -231,25 +228,32 @@ inline cudnn_plan& cudnn_plan_for(const cudnn_key& key, cudnn_context& ctx) {
     return *slot;
 }
 
-inline cudnn_key make_cudnn_key(cudnn_pass pass, const shape& x, const shape& w, const conv2d_options& o, int device) {
-    cudnn_key k{pass, device, allow_tf32_flag().load(), {}, {}, {}};
-    for (int i = 0; i < 4; ++i) {
-        k.x[static_cast<std::size_t>(i)] = narrow(x[i], "extent");
-        k.w[static_cast<std::size_t>(i)] = narrow(w[i], "extent");
-    }
-    k.o = {narrow(o.stride[0], "stride"),   narrow(o.stride[1], "stride"),   narrow(o.padding[0], "padding"),
-           narrow(o.padding[1], "padding"), narrow(o.dilation[0], "dilation"), narrow(o.dilation[1], "dilation")};
-    return k;
+/// The plan key of a problem, or nothing when it is too large for cuDNN's 4-D descriptors, whose
+/// extents and strides are ints (im2col takes it then).
+inline std::optional<cudnn_key> make_cudnn_key(cudnn_pass pass, const shape& x, const shape& w, const shape& y,
+                                               const conv2d_options& o, int device) {
+    constexpr std::int64_t most = std::numeric_limits<int>::max();
+    if (x.numel() > most || w.numel() > most || y.numel() > most) return std::nullopt;
+    for (const std::int64_t v : {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1]})
+        if (v > most) return std::nullopt;
+    const auto i = [](std::int64_t v) { return static_cast<int>(v); };
+    return cudnn_key{pass,
+                     device,
+                     allow_tf32_flag().load(),
+                     {i(x[0]), i(x[1]), i(x[2]), i(x[3])},
+                     {i(w[0]), i(w[1]), i(w[2]), i(w[3])},
+                     {i(o.stride[0]), i(o.stride[1]), i(o.padding[0]), i(o.padding[1]), i(o.dilation[0]), i(o.dilation[1])}};
 }
 
 /// `t` with NHWC memory: itself when it already has it, else a channels-last copy.
 inline tensor nhwc(const tensor& t) { return t.permute({0, 2, 3, 1}).is_contiguous() ? t : to_channels_last(t); }
 
-/// Runs `body(ctx, plan, workspace)` for `key` under the device's cuDNN lock; false when cuDNN
-/// declines the problem (before `body` wrote anything).
+/// Runs `body(ctx, plan, workspace)` for the problem under its device's cuDNN lock; false, with
+/// nothing written, when the problem is too large, cuDNN is switched off or it declines.
 template <class Body>
-bool with_cudnn(const cudnn_key& key, Body&& body) {
-    if (!cudnn_enabled().load()) return false;
+bool with_cudnn(const std::optional<cudnn_key>& problem, Body&& body) {
+    if (!problem || !cudnn_enabled().load()) return false;
+    const cudnn_key& key = *problem;
     cudnn_context& ctx = cudnn_context_of(key.device);
     if (!ctx.usable) return false;
     std::lock_guard lock(ctx.mutex);
@@ -270,7 +274,8 @@ bool with_cudnn(const cudnn_key& key, Body&& body) {
 /// out [N, O, OH, OW] (row-major or channels-last) = act(conv(x, w) + bias) for an f32 kernel, on
 /// cuDNN; false when cuDNN declines.
 inline bool cudnn_conv2d_into(const tensor& out, const tensor& x, const tensor& w, const conv2d_options& o) {
-    const cudnn_key key = make_cudnn_key(cudnn_pass::forward, x.shape(), w.shape(), o, x.device().index);
+    const int device = x.device().index;
+    const std::optional<cudnn_key> key = make_cudnn_key(cudnn_pass::forward, x.shape(), w.shape(), out.shape(), o, device);
     return with_cudnn(key, [&](cudnn_context& ctx, cudnn_plan& p, void* workspace) {
         const tensor xs = nhwc(x), ws = nhwc(w);
         const bool direct = out.permute({0, 2, 3, 1}).is_contiguous();
@@ -293,7 +298,7 @@ inline bool cudnn_conv2d_into(const tensor& out, const tensor& x, const tensor& 
                              "cudnnConvolutionForward");
             if (bias.defined())
                 check_cudnn(cudnnAddTensor(ctx.handle, &one, p.bias.d, bias.data_ptr(), &one, p.y.d, y.data_ptr()), "cudnnAddTensor");
-            if (o.act != activation::none) activate_in_place(y.data<float>(), y.numel(), o.act, nullptr, key.device);
+            if (o.act != activation::none) activate_in_place(y.data<float>(), y.numel(), o.act, nullptr, device);
         }
         if (!direct) out.copy_from(y);
     });
@@ -301,7 +306,8 @@ inline bool cudnn_conv2d_into(const tensor& out, const tensor& x, const tensor& 
 
 /// dx [N, C, H, W] (row-major or channels-last) = the input gradient for dy, on cuDNN.
 inline bool cudnn_conv2d_backward_data(const tensor& dx, const tensor& dy, const tensor& w, const conv2d_options& o) {
-    const cudnn_key key = make_cudnn_key(cudnn_pass::backward_data, dx.shape(), w.shape(), o, dy.device().index);
+    const std::optional<cudnn_key> key =
+        make_cudnn_key(cudnn_pass::backward_data, dx.shape(), w.shape(), dy.shape(), o, dy.device().index);
     return with_cudnn(key, [&](cudnn_context& ctx, cudnn_plan& p, void* workspace) {
         const tensor dys = nhwc(dy), ws = nhwc(w);
         const bool direct = dx.permute({0, 2, 3, 1}).is_contiguous();
@@ -319,7 +325,8 @@ inline bool cudnn_conv2d_backward_data(const tensor& dx, const tensor& dy, const
 /// KRSC, then transformed into dw's KCRS layout (accumulating there when asked).
 inline bool cudnn_conv2d_backward_weights(const tensor& dw, const tensor& x, const tensor& dy, const conv2d_options& o,
                                           bool accumulate) {
-    const cudnn_key key = make_cudnn_key(cudnn_pass::backward_weights, x.shape(), dw.shape(), o, dy.device().index);
+    const std::optional<cudnn_key> key =
+        make_cudnn_key(cudnn_pass::backward_weights, x.shape(), dw.shape(), dy.shape(), o, dy.device().index);
     return with_cudnn(key, [&](cudnn_context& ctx, cudnn_plan& p, void* workspace) {
         const tensor xs = nhwc(x), dys = nhwc(dy);
         const tensor rows = empty_channels_last(dw.shape(), dw.device());
