@@ -239,15 +239,21 @@ TEST_CASE("convolutions and both backward passes on the GPU match the CPU, on cu
     if (!have_gpu()) return;
     namespace cuda = clip::detail::cuda;
     const clip::activation acts[] = {clip::activation::none, clip::activation::relu, clip::activation::gelu};
-    std::vector<bool> engines{false};
 #if defined(CLIP_WITH_CUDNN)
-    engines.push_back(true);
-#endif
+    const std::vector<bool> engines{false, true};
+    const auto use_cudnn = [](bool on) { cuda::cudnn_enabled() = on; };
+    const auto cudnn_runs = [] { return cuda::cudnn_runs().load(); };
     const bool was = cuda::cudnn_enabled().load();
+#else
+    const std::vector<bool> engines{false}; // a CUDA build without cuDNN has the im2col path only
+    const auto use_cudnn = [](bool) {};
+    const auto cudnn_runs = [] { return std::int64_t{0}; };
+    const bool was = false;
+#endif
     std::uint64_t seed = 100;
     for (const bool cudnn : engines) {
-        cuda::cudnn_enabled() = cudnn;
-        const std::int64_t runs_before = cuda::cudnn_runs().load();
+        use_cudnn(cudnn);
+        const std::int64_t runs_before = cudnn_runs();
         for (const conv_geometry& g : conv_geometries) {
             INFO("cuDNN " << cudnn << ", input " << g.n << "x" << g.c << "x" << g.h << "x" << g.w << ", " << g.o << " kernels of "
                           << g.k << "x" << g.k << ", stride " << g.options.stride[0] << "x" << g.options.stride[1]);
@@ -285,9 +291,9 @@ TEST_CASE("convolutions and both backward passes on the GPU match the CPU, on cu
             }
         }
         // Each geometry with overlapping windows ran its three passes on cuDNN, not the fallback.
-        if (cudnn) CHECK(cuda::cudnn_runs().load() - runs_before >= 4 * (6 * 3 + 2 * 3));
+        if (cudnn) CHECK(cudnn_runs() - runs_before >= 4 * (6 * 3 + 2 * 3));
     }
-    cuda::cudnn_enabled() = was;
+    use_cudnn(was);
 }
 
 TEST_CASE("the encoders on the GPU match the CPU and the reference fixtures") {
